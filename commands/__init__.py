@@ -1,0 +1,1 @@
+"""Command side: command models, handlers and the single-writer engine with group commit."""

@@ -1,0 +1,331 @@
+"""The single-writer engine: decide in memory, journal in group commits, then release.
+
+One thread owns the book of record and the venue (ARCHITECTURE rule 3: no locks on the hot
+path). A cycle takes up to ``batch_max`` queued commands and:
+
+1. decides each in memory (controls, state machine) -> events;
+2. journals all of those events in ONE transaction (group commit);
+3. only then releases accepted orders, cancels and replaces to the venue (record before
+   release, 15c3-5: an order reaches a market only after its risk decision is recorded);
+   cancels and replaces go first, so an order cancelled in this batch cannot trade in it;
+4. journals the venue's executions and remainders in a second transaction;
+5. acknowledges every command with the order as it stands.
+
+If a journal write fails, the in-memory state may hold decisions the store does not: the
+engine rebuilds itself from the store and answers each command from the rebuilt state, so
+an acknowledged outcome is always a durable one and an unrecorded command is reported as
+such (safe to resend: idempotency by client_order_id makes resending harmless).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, SubmitOrder
+from commands.outcomes import Outcome, order_body
+from commands.ports import Journal, Venue
+from domain.book_of_record import LIQUIDITY_PROVIDER, VENUE_ACTOR, VENUE_SOURCE, BookOfRecord
+from domain.events import OrderAccepted, OrderCanceled, OrderReplaced
+from domain.lifecycle import LIVE_STATUSES
+from domain.orders import Order
+from domain.values import CancelReason, OrderType, TimeInForce
+
+log = logging.getLogger(__name__)
+
+Item = tuple[Command, "Future[Outcome] | None"]
+Release = tuple[str, Order, Any, Any]
+Answer = tuple["Future[Outcome] | None", "Outcome | Exception", int]
+
+_STOP = object()
+
+
+class NotRecorded(Exception):
+    """The command's events could not be journaled; nothing of it is durable."""
+
+
+class Engine:
+    def __init__(
+        self,
+        new_book: Callable[[], BookOfRecord],
+        new_venue: Callable[[BookOfRecord], Venue],
+        journal: Journal,
+        clock: Callable[[], int],
+        new_id: Callable[[], UUID],
+        batch_max: int = 2000,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._new_book = new_book
+        self._new_venue = new_venue
+        self.journal = journal
+        self.clock = clock
+        self.new_id = new_id
+        self.batch_max = batch_max
+        self.on_commit = on_commit
+        self.book = new_book()
+        self.venue = new_venue(self.book)
+        self.committed_position = 0
+        self._venue_events: list[Any] = []
+        self._now = 0
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def recover(self) -> int:
+        """Rebuild the book of record and the venue's resting orders from the journal."""
+        book = self._new_book()
+        position = 0
+        for position, event in self.journal.read():
+            book.apply(event)
+        self.journal.reset_head()
+        venue = self._new_venue(book)
+        for order in book.orders.values():  # insertion order = time priority
+            if (order.status in LIVE_STATUSES and order.order_type == OrderType.LIMIT
+                    and order.time_in_force in (TimeInForce.DAY, TimeInForce.GTC)):
+                venue.rest(order)
+        self.book, self.venue, self.committed_position = book, venue, position
+        return position
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="marketlog-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, command: Command) -> Future[Outcome]:
+        """Queue a command for the engine thread; the future resolves once it is durable."""
+        future: Future[Outcome] = Future()
+        self._queue.put((command, future))
+        return future
+
+    def _run(self) -> None:
+        q = self._queue
+        while True:
+            item = q.get()
+            if item is _STOP:
+                return
+            items = [item]
+            stop = False
+            while len(items) < self.batch_max:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                items.append(nxt)
+            try:
+                self.run_batch(items)
+            except Exception:  # never let the writer thread die silently
+                log.exception("engine cycle failed")
+            if stop:
+                return
+
+    # ------------------------------------------------------------ one cycle
+
+    def execute(self, commands: Iterable[Command]) -> list[Outcome | BaseException]:
+        """Run commands as one cycle in the caller's thread (demo, benchmarks, tests)."""
+        items: list[Item] = [(command, Future()) for command in commands]
+        self.run_batch(items)
+        return [f.exception() or f.result() for _, f in items]  # type: ignore[union-attr]
+
+    def run_batch(self, items: Sequence[Item]) -> None:
+        book, now = self.book, self.clock()
+        events: list[Any] = []
+        releases: list[Release] = []
+        answers: list[Answer] = []
+        for command, future in items:
+            try:
+                outcome: Outcome | Exception = self._decide(book, command, now, events, releases)
+            except Exception as exc:  # a bug in one command must not sink the batch
+                log.exception("command failed: %r", command)
+                outcome = exc
+            version = 0
+            if isinstance(outcome, Outcome) and outcome.order is not None:
+                version = book.orders[UUID(outcome.order["order_id"])].version
+            answers.append((future, outcome, version))
+        try:
+            if events:
+                self.committed_position = self.journal.append(events)
+            self._venue_events = []
+            self._release(releases, now)
+            if self._venue_events:
+                self.committed_position = self.journal.append(self._venue_events)
+        except Exception as exc:
+            log.exception("journal append failed; rebuilding from the store")
+            self._answer_after_failure(answers, exc)
+            return
+        finally:
+            self._venue_events = []
+        self.batches += 1
+        for future, outcome, _ in answers:
+            if future is not None:
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(self._refresh(outcome))
+        if self.on_commit is not None and (events or releases):
+            self.on_commit(self.committed_position)
+
+    def _refresh(self, outcome: Outcome) -> Outcome:
+        """The order as it stands after the venue step (fills, IOC remainders)."""
+        if outcome.order is None:
+            return outcome
+        order = self.book.orders.get(UUID(outcome.order["order_id"]))
+        return outcome if order is None else outcome._replace(order=order_body(order))
+
+    def _answer_after_failure(self, answers: list[Answer], exc: Exception) -> None:
+        delay = 0.05
+        while True:
+            try:
+                self.recover()
+                break
+            except Exception:
+                log.exception("recovery from the store failed; retrying in %.2fs", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        for future, outcome, version in answers:
+            if future is None:
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+                continue
+            order = None
+            if outcome.order is not None:
+                order = self.book.orders.get(UUID(outcome.order["order_id"]))
+            if order is not None and order.version >= version:
+                future.set_result(outcome._replace(order=order_body(order)))
+            elif outcome.kind in ("existing", "conflict", "not_found"):
+                future.set_result(outcome)  # journaled nothing, so lost nothing
+            else:
+                future.set_exception(NotRecorded(f"not recorded ({exc}); safe to resend"))
+
+    # ------------------------------------------------------------ decisions
+
+    def _decide(self, book: BookOfRecord, command: Command, now: int, events: list[Any],
+                releases: list[Release]) -> Outcome:
+        if isinstance(command, SubmitOrder):
+            existing = book.find(command.account_id, command.client_order_id)
+            if existing is not None:
+                # Idempotent re-send: the original outcome, nothing journaled.
+                differs = _differences(existing, command)
+                if differs:
+                    return Outcome("conflict", order_body(existing), {"fields": differs})
+                return Outcome("existing", order_body(existing))
+            event = book.submit(
+                self.new_id(), command.account_id, command.client_order_id, command.symbol,
+                command.side, command.quantity, command.order_type, command.limit_price,
+                command.time_in_force, command.actor, command.source, now)
+            events.append(event)
+            order = book.orders[event.order_id]
+            if type(event) is OrderAccepted:
+                releases.append(("new", order, None, None))
+            return Outcome("created", order_body(order))
+        if isinstance(command, CancelOrder):
+            order = book.orders.get(command.order_id)
+            if order is None:
+                return Outcome("not_found")
+            price = order.limit_price
+            cancel = book.cancel(order, command.actor, command.source, now)
+            events.append(cancel)
+            if type(cancel) is OrderCanceled:
+                releases.append(("cancel", order, price, None))
+                return Outcome("updated", order_body(order))
+            return Outcome("refused", order_body(order), {"reason": cancel.reason})
+        if isinstance(command, ReplaceOrder):
+            order = book.orders.get(command.order_id)
+            if order is None:
+                return Outcome("not_found")
+            old_price, old_quantity = order.limit_price, order.quantity
+            result = book.replace(order, command.quantity, command.limit_price,
+                                  command.actor, command.source, now)
+            events.append(result)
+            if type(result) is OrderReplaced:
+                releases.append(("replace", order, old_price, old_quantity))
+                return Outcome("updated", order_body(order))
+            return Outcome("refused", order_body(order), {
+                "control": result.control, "threshold": result.threshold,
+                "observed": result.observed})
+        if isinstance(command, EndOfDay):
+            canceled = book.end_of_day(command.actor, command.source, now)
+            events.extend(canceled)
+            releases.extend(("cancel", book.orders[e.order_id], book.orders[e.order_id].limit_price,
+                             None) for e in canceled)
+            return Outcome("done", None, {"canceled": len(canceled)})
+        raise TypeError(f"unknown command {type(command).__name__}")
+
+    # ------------------------------------------------------------ the venue step
+
+    def _release(self, releases: list[Release], now: int) -> None:
+        venue = self.venue
+        venue.requote()
+        # Cancels and replaces first: an order pulled in this batch never trades in it.
+        for kind, order, old_price, old_quantity in releases:
+            if kind == "cancel":
+                venue.remove(order, old_price)
+            elif kind == "replace" and (order.limit_price != old_price
+                                        or order.quantity > old_quantity):
+                # Losing time priority: a new price or a larger size re-enters the queue.
+                if venue.remove(order, old_price):
+                    self._execute(order, now)
+        for kind, order, _, _ in releases:
+            if kind == "new":
+                self._execute(order, now)
+
+    def _execute(self, order: Order, now: int) -> None:
+        if order.status not in LIVE_STATUSES:
+            return
+        tif = order.time_in_force
+        if tif == TimeInForce.FOK and not self.venue.can_fill_completely(order):
+            self._cancel_remainder(order, CancelReason.FOK_UNFILLED, now)
+            return
+        self._now = now
+        self.venue.match(order, self._on_execution)
+        if order.status in LIVE_STATUSES:
+            if tif == TimeInForce.IOC:
+                self._cancel_remainder(order, CancelReason.IOC_REMAINDER, now)
+            elif tif == TimeInForce.FOK:  # cannot happen after the check; kept as a guard
+                self._cancel_remainder(order, CancelReason.FOK_UNFILLED, now)
+            elif order.order_type == OrderType.MARKET:
+                self._cancel_remainder(order, CancelReason.MARKET_NO_LIQUIDITY, now)
+
+    def _cancel_remainder(self, order: Order, reason: str, now: int) -> None:
+        self._venue_events.append(self.book.cancel(order, VENUE_ACTOR, VENUE_SOURCE, now, reason))
+
+    def _on_execution(self, taker: Order, maker: Any, quantity: int, price: Decimal) -> None:
+        trade_id = self.new_id().hex
+        book, now = self.book, self._now
+        maker_is_order = isinstance(maker, Order)
+        counterparty = str(maker.order_id) if maker_is_order else LIQUIDITY_PROVIDER
+        self._venue_events.append(
+            book.fill(taker, quantity, price, trade_id, "taker", counterparty, now))
+        if maker_is_order:
+            self._venue_events.append(
+                book.fill(maker, quantity, price, trade_id, "maker", str(taker.order_id), now))
+
+
+def _differences(order: Order, command: SubmitOrder) -> list[str]:
+    return [
+        name for name, ours, theirs in (
+            ("symbol", order.symbol, command.symbol),
+            ("side", order.side, command.side),
+            ("quantity", order.quantity, command.quantity),
+            ("order_type", order.order_type, command.order_type),
+            ("limit_price", order.limit_price, command.limit_price),
+            ("time_in_force", order.time_in_force, command.time_in_force),
+        ) if ours != theirs
+    ]

@@ -1,0 +1,1 @@
+"""Adapters: event store, codec, venue simulator, clock, settings, service scripts."""

@@ -1,0 +1,63 @@
+"""One typed settings object, read from MARKETLOG_* environment variables at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_PASSWORDS = frozenset({"changeme", "changethis", "password", "secret", "postgres"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MARKETLOG_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the embedded default keeps its files.")
+    database_url: str | None = Field(
+        None,
+        description="Event store. postgresql://user:password@host:port/dbname for PostgreSQL; "
+        "unset = SQLite file <data_dir>/events.sqlite.",
+    )
+    read_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the read models; unset = the store's PostgreSQL database, "
+        "or SQLite file <data_dir>/read_models.sqlite on the embedded default.",
+    )
+    config_file: Path | None = Field(
+        None, description="TOML with firm limits, instruments and accounts; unset = built-in."
+    )
+    batch_max: int = Field(2000, gt=0, description="Most commands decided per group commit.")
+    projection_batch: int = Field(5000, gt=0, description="Most events applied per read-model transaction.")
+    liquidity_provider: bool = Field(False, description="Run the venue's synthetic liquidity provider.")
+    liquidity_seed: int = Field(7, description="Seed of the synthetic liquidity provider.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_placeholder_secrets(cls, url: str | None) -> str | None:
+        if url:
+            if not url.startswith(("postgresql://", "postgres://")):
+                raise ValueError("must be a postgresql:// URL (leave unset for the SQLite default)")
+            password = urlsplit(url).password
+            if password and password.lower() in PLACEHOLDER_PASSWORDS:
+                raise ValueError("refusing a placeholder password; set a real one")
+        return url
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url)
+
+    @property
+    def sqlite_store_path(self) -> Path:
+        return self.data_dir / "events.sqlite"
+
+    @property
+    def read_models_url(self) -> str:
+        if self.read_database_url:
+            return self.read_database_url
+        if self.database_url:
+            return "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
+        return f"sqlite:///{(self.data_dir / 'read_models.sqlite').as_posix()}"

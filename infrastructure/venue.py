@@ -1,0 +1,200 @@
+"""The in-process simulated venue: a price-time-priority matching engine per symbol.
+
+It crosses orders from different accounts of the firm and, for the demo, against a seeded
+synthetic liquidity provider quoting around a random-walk price. The engine releases orders
+here only after their acceptance is durable (record before release); every execution is
+reported back through a callback and becomes an ``OrderFilled`` event.
+
+Resting entries are the engine's own ``Order`` objects (the engine and the venue share one
+thread), so an order's leaves quantity is always the one the book of record holds.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+
+from domain.instruments import Instrument
+from domain.orders import Order
+from domain.values import OrderType, Side
+
+
+class LiquidityQuote:
+    """A resting quote of the synthetic liquidity provider (not the firm's order)."""
+
+    __slots__ = ("filled_quantity", "limit_price", "quantity", "side")
+
+    def __init__(self, side: str, price: Decimal, quantity: int) -> None:
+        self.side = side
+        self.limit_price = price
+        self.quantity = quantity
+        self.filled_quantity = 0
+
+
+Resting = Order | LiquidityQuote
+# (taker, maker, quantity, price): the venue reports each execution as it happens.
+OnExecution = Callable[[Order, Resting, int, Decimal], None]
+
+
+class _Side:
+    """One side of a book: price levels in a sorted list, FIFO queues per level."""
+
+    __slots__ = ("levels", "prices")
+
+    def __init__(self) -> None:
+        self.prices: list[Decimal] = []  # ascending
+        self.levels: dict[Decimal, deque[Resting]] = {}
+
+    def add(self, entry: Resting) -> None:
+        price = entry.limit_price
+        assert price is not None
+        level = self.levels.get(price)
+        if level is None:
+            level = self.levels[price] = deque()
+            insort(self.prices, price)
+        level.append(entry)
+
+    def remove(self, entry: Resting, price: Decimal) -> bool:
+        level = self.levels.get(price)
+        if level is None:
+            return False
+        try:
+            level.remove(entry)
+        except ValueError:
+            return False
+        if not level:
+            self._drop_level(price)
+        return True
+
+    def _drop_level(self, price: Decimal) -> None:
+        del self.levels[price]
+        del self.prices[bisect_left(self.prices, price)]
+
+
+class OrderBook:
+    __slots__ = ("asks", "bids", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids = _Side()
+        self.asks = _Side()
+
+    def best_bid(self) -> Decimal | None:
+        return self.bids.prices[-1] if self.bids.prices else None
+
+    def best_ask(self) -> Decimal | None:
+        return self.asks.prices[0] if self.asks.prices else None
+
+    def available(self, side: str, limit: Decimal | None) -> int:
+        """Quantity a taker on ``side`` could execute at ``limit`` (None = market)."""
+        contra = self.asks if side == Side.BUY else self.bids
+        prices = contra.prices if side == Side.BUY else reversed(contra.prices)
+        total = 0
+        for price in prices:
+            if limit is not None and (price > limit if side == Side.BUY else price < limit):
+                break
+            total += sum(e.quantity - e.filled_quantity for e in contra.levels[price])
+        return total
+
+
+class SimulatedVenue:
+    def __init__(self, instruments: dict[str, Instrument],
+                 liquidity: SyntheticLiquidity | None = None) -> None:
+        self.instruments = instruments
+        self.books = {symbol: OrderBook(symbol) for symbol in instruments}
+        self.liquidity = liquidity
+
+    def match(self, order: Order, on_execution: OnExecution) -> None:
+        """Execute against the contra side, best price first, then time; rest a limit remainder
+        only for DAY/GTC (the engine cancels IOC/FOK/market remainders)."""
+        book = self.books[order.symbol]
+        buying = order.side == Side.BUY
+        contra = book.asks if buying else book.bids
+        limit = order.limit_price if order.order_type == OrderType.LIMIT else None
+        while order.quantity > order.filled_quantity and contra.prices:
+            price = contra.prices[0] if buying else contra.prices[-1]
+            if limit is not None and (price > limit if buying else price < limit):
+                break
+            level = contra.levels[price]
+            maker = level[0]
+            quantity = min(order.quantity - order.filled_quantity,
+                           maker.quantity - maker.filled_quantity)
+            if isinstance(maker, LiquidityQuote):
+                maker.filled_quantity += quantity
+            on_execution(order, maker, quantity, price)
+            if maker.filled_quantity >= maker.quantity:
+                level.popleft()
+                if not level:
+                    contra._drop_level(price)
+        if (order.quantity > order.filled_quantity and limit is not None
+                and order.time_in_force in ("day", "gtc")):
+            (book.bids if buying else book.asks).add(order)
+
+    def can_fill_completely(self, order: Order) -> bool:
+        limit = order.limit_price if order.order_type == OrderType.LIMIT else None
+        needed = order.quantity - order.filled_quantity
+        return self.books[order.symbol].available(order.side, limit) >= needed
+
+    def remove(self, order: Order, price: Decimal | None = None) -> bool:
+        """Pull a resting order (cancel, or before a replace re-enters it)."""
+        price = order.limit_price if price is None else price
+        if price is None:
+            return False
+        book = self.books[order.symbol]
+        return (book.bids if order.side == Side.BUY else book.asks).remove(order, price)
+
+    def rest(self, order: Order) -> None:
+        """Re-enter a recovered resting order without matching (rebuild after restart)."""
+        book = self.books[order.symbol]
+        (book.bids if order.side == Side.BUY else book.asks).add(order)
+
+    def requote(self) -> None:
+        if self.liquidity is not None:
+            self.liquidity.requote(self.books)
+
+
+class SyntheticLiquidity:
+    """A seeded market maker: quotes a few levels around a random-walk mid per symbol."""
+
+    def __init__(self, instruments: dict[str, Instrument], seed: int, levels: int = 5,
+                 lots_per_level: tuple[int, int] = (1, 20)) -> None:
+        self.rng = random.Random(seed)
+        self.levels = levels
+        self.lots_per_level = lots_per_level
+        self.instruments = {s: i for s, i in instruments.items() if i.reference_price}
+        self.mid_ticks = {
+            s: int(i.reference_price / i.tick_size)  # type: ignore[operator]
+            for s, i in self.instruments.items()
+        }
+        self.quotes: list[tuple[str, LiquidityQuote]] = []
+
+    def mid(self, symbol: str) -> Decimal | None:
+        instrument = self.instruments.get(symbol)
+        if instrument is None:
+            return None
+        return self.mid_ticks[symbol] * instrument.tick_size
+
+    def requote(self, books: dict[str, OrderBook]) -> None:
+        for symbol, quote in self.quotes:
+            if quote.filled_quantity < quote.quantity:
+                side = books[symbol].bids if quote.side == Side.BUY else books[symbol].asks
+                side.remove(quote, quote.limit_price)
+        self.quotes.clear()
+        for symbol, instrument in self.instruments.items():
+            # Random walk of ±0.02% per requote, at least one tick, never below ten ticks.
+            step = max(1, self.mid_ticks[symbol] // 5000)
+            self.mid_ticks[symbol] = max(10, self.mid_ticks[symbol] + self.rng.choice((-step, 0, step)))
+            spread = max(1, self.mid_ticks[symbol] // 2000)
+            for level in range(self.levels):
+                for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
+                    ticks = self.mid_ticks[symbol] + sign * (spread + level * spread)
+                    if ticks <= 0:
+                        continue
+                    size = self.rng.randint(*self.lots_per_level) * instrument.lot_size
+                    quote = LiquidityQuote(side, ticks * instrument.tick_size, size)
+                    book = books[symbol]
+                    (book.bids if side == Side.BUY else book.asks).add(quote)
+                    self.quotes.append((symbol, quote))

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, SubmitOrder
@@ -42,7 +42,20 @@ log = logging.getLogger(__name__)
 
 Item = tuple[Command, "Future[Outcome] | None"]
 Release = tuple[str, Order, Any, Any]
-Answer = tuple["Future[Outcome] | None", "Outcome | Exception", int]
+Answer = tuple["Future[Outcome] | None", "Decision | Exception", int]
+
+
+class Decision(NamedTuple):
+    """A command's result inside the cycle; becomes an ``Outcome`` when acknowledged."""
+
+    kind: str
+    order: Order | None = None
+    detail: dict[str, Any] | None = None
+
+    def acknowledge(self) -> Outcome:
+        # Built at acknowledgement, after the venue step, so it shows fills and remainders.
+        body = None if self.order is None else order_body(self.order)
+        return Outcome(self.kind, body, self.detail)
 
 _STOP = object()
 
@@ -150,13 +163,11 @@ class Engine:
         answers: list[Answer] = []
         for command, future in items:
             try:
-                outcome: Outcome | Exception = self._decide(book, command, now, events, releases)
+                outcome: Decision | Exception = self._decide(book, command, now, events, releases)
             except Exception as exc:  # a bug in one command must not sink the batch
                 log.exception("command failed: %r", command)
                 outcome = exc
-            version = 0
-            if isinstance(outcome, Outcome) and outcome.order is not None:
-                version = book.orders[UUID(outcome.order["order_id"])].version
+            version = outcome.order.version if isinstance(outcome, Decision) and outcome.order else 0
             answers.append((future, outcome, version))
         try:
             if events:
@@ -177,16 +188,9 @@ class Engine:
                 if isinstance(outcome, Exception):
                     future.set_exception(outcome)
                 else:
-                    future.set_result(self._refresh(outcome))
+                    future.set_result(outcome.acknowledge())
         if self.on_commit is not None and (events or releases):
             self.on_commit(self.committed_position)
-
-    def _refresh(self, outcome: Outcome) -> Outcome:
-        """The order as it stands after the venue step (fills, IOC remainders)."""
-        if outcome.order is None:
-            return outcome
-        order = self.book.orders.get(UUID(outcome.order["order_id"]))
-        return outcome if order is None else outcome._replace(order=order_body(order))
 
     def _answer_after_failure(self, answers: list[Answer], exc: Exception) -> None:
         delay = 0.05
@@ -206,26 +210,26 @@ class Engine:
                 continue
             order = None
             if outcome.order is not None:
-                order = self.book.orders.get(UUID(outcome.order["order_id"]))
+                order = self.book.orders.get(outcome.order.order_id)
             if order is not None and order.version >= version:
-                future.set_result(outcome._replace(order=order_body(order)))
+                future.set_result(outcome._replace(order=order).acknowledge())
             elif outcome.kind in ("existing", "conflict", "not_found"):
-                future.set_result(outcome)  # journaled nothing, so lost nothing
+                future.set_result(outcome.acknowledge())  # journaled nothing, lost nothing
             else:
                 future.set_exception(NotRecorded(f"not recorded ({exc}); safe to resend"))
 
     # ------------------------------------------------------------ decisions
 
     def _decide(self, book: BookOfRecord, command: Command, now: int, events: list[Any],
-                releases: list[Release]) -> Outcome:
+                releases: list[Release]) -> Decision:
         if isinstance(command, SubmitOrder):
             existing = book.find(command.account_id, command.client_order_id)
             if existing is not None:
                 # Idempotent re-send: the original outcome, nothing journaled.
                 differs = _differences(existing, command)
                 if differs:
-                    return Outcome("conflict", order_body(existing), {"fields": differs})
-                return Outcome("existing", order_body(existing))
+                    return Decision("conflict", existing, {"fields": differs})
+                return Decision("existing", existing)
             event = book.submit(
                 self.new_id(), command.account_id, command.client_order_id, command.symbol,
                 command.side, command.quantity, command.order_type, command.limit_price,
@@ -234,30 +238,30 @@ class Engine:
             order = book.orders[event.order_id]
             if type(event) is OrderAccepted:
                 releases.append(("new", order, None, None))
-            return Outcome("created", order_body(order))
+            return Decision("created", order)
         if isinstance(command, CancelOrder):
             order = book.orders.get(command.order_id)
             if order is None:
-                return Outcome("not_found")
+                return Decision("not_found")
             price = order.limit_price
             cancel = book.cancel(order, command.actor, command.source, now)
             events.append(cancel)
             if type(cancel) is OrderCanceled:
                 releases.append(("cancel", order, price, None))
-                return Outcome("updated", order_body(order))
-            return Outcome("refused", order_body(order), {"reason": cancel.reason})
+                return Decision("updated", order)
+            return Decision("refused", order, {"reason": cancel.reason})
         if isinstance(command, ReplaceOrder):
             order = book.orders.get(command.order_id)
             if order is None:
-                return Outcome("not_found")
+                return Decision("not_found")
             old_price, old_quantity = order.limit_price, order.quantity
             result = book.replace(order, command.quantity, command.limit_price,
                                   command.actor, command.source, now)
             events.append(result)
             if type(result) is OrderReplaced:
                 releases.append(("replace", order, old_price, old_quantity))
-                return Outcome("updated", order_body(order))
-            return Outcome("refused", order_body(order), {
+                return Decision("updated", order)
+            return Decision("refused", order, {
                 "control": result.control, "threshold": result.threshold,
                 "observed": result.observed})
         if isinstance(command, EndOfDay):
@@ -265,7 +269,7 @@ class Engine:
             events.extend(canceled)
             releases.extend(("cancel", book.orders[e.order_id], book.orders[e.order_id].limit_price,
                              None) for e in canceled)
-            return Outcome("done", None, {"canceled": len(canceled)})
+            return Decision("done", None, {"canceled": len(canceled)})
         raise TypeError(f"unknown command {type(command).__name__}")
 
     # ------------------------------------------------------------ the venue step

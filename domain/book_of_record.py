@@ -104,59 +104,60 @@ class BookOfRecord:
         """Run every pre-trade control on a new order; the first failure rejects it."""
         head = (order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id,
                 side, quantity, order_type, limit_price, time_in_force)
-
-        def reject(index: int, failure: tuple[str, str], reference: Decimal | None = None,
-                   exposure: Decimal | None = None, version: int = 0) -> OrderRejected:
-            event = OrderRejected(*head, NEW_ORDER_CONTROLS[index], failure[0], failure[1],
-                                  reference, exposure, version, NEW_ORDER_CONTROLS[:index])
-            self._on_rejected(event)
-            return event
-
         account = self.accounts.get(account_id)
         if account is None:
-            return reject(0, ("configured account", account_id))
+            return self._reject(head, 0, ("configured account", account_id), None, None, 0)
         limits = account.limits
+        version = limits.version
         instrument = self.instruments.get(symbol)
         if instrument is None:
-            return reject(1, ("listed instrument", symbol), version=limits.version)
-        f = c.restricted(symbol, self.firm.restricted_symbols, account.restricted_symbols)
+            return self._reject(head, 1, ("listed instrument", symbol), None, None, version)
+        if symbol in self.firm.restricted_symbols or symbol in account.restricted_symbols:
+            f = c.restricted(symbol, self.firm.restricted_symbols, account.restricted_symbols)
+            return self._reject(head, 2, f, None, None, version)  # type: ignore[arg-type]
+        f = c.lot_size(quantity, instrument.lot_size) or c.tick_size(
+            limit_price, instrument.tick_size)
         if f:
-            return reject(2, f, version=limits.version)
-        f = c.lot_size(quantity, instrument.lot_size)
-        if f:
-            return reject(3, f, version=limits.version)
-        f = c.tick_size(limit_price, instrument.tick_size)
-        if f:
-            return reject(4, f, version=limits.version)
+            index = 3 if quantity % instrument.lot_size else 4
+            return self._reject(head, index, f, None, None, version)
         f = c.max_quantity(quantity, limits.max_order_quantity)
         if f:
-            return reject(5, f, version=limits.version)
-        reference = self.reference_price(symbol)
+            return self._reject(head, 5, f, None, None, version)
+        reference = self.last_trade.get(symbol) or instrument.reference_price
         f = c.price_collar(limit_price, reference, limits.price_collar_pct)
         if f:
-            return reject(6, f, reference, version=limits.version)
+            return self._reject(head, 6, f, reference, None, version)
         assert reference is not None
         exposure_price = reference if limit_price is None else limit_price
         notional = exposure_price * quantity
         f = c.max_notional(notional, limits.max_order_notional)
         if f:
-            return reject(7, f, reference, version=limits.version)
+            return self._reject(head, 7, f, reference, None, version)
         key = (account_id, symbol, side, quantity, limit_price)
-        self._forget_before(now_ns - self._max_window_ns)
+        queue = self._recent_queue
+        if queue and queue[0][0] <= now_ns - self._max_window_ns:
+            self._forget_before(now_ns - self._max_window_ns)
         f = c.duplicate(self._recent.get(key), now_ns, limits.duplicate_window_ns)
         if f:
-            return reject(8, f, reference, version=limits.version)
+            return self._reject(head, 8, f, reference, None, version)
         exposure_before = account.exposure
         f = c.credit(exposure_before, notional, limits.credit_limit)
         if f:
-            return reject(9, f, reference, exposure_before, limits.version)
+            return self._reject(head, 9, f, reference, exposure_before, version)
         f = c.credit(self.firm_exposure, notional, self.firm.credit_limit)
         if f:
-            return reject(10, f, reference, exposure_before, limits.version)
+            return self._reject(head, 10, f, reference, exposure_before, version)
         event = OrderAccepted(*head, reference, exposure_price, exposure_before,
-                              self.firm_exposure, limits.version, limits.record,
-                              NEW_ORDER_CONTROLS)
+                              self.firm_exposure, version, limits.record, NEW_ORDER_CONTROLS)
         self._on_accepted(event)
+        return event
+
+    def _reject(self, head: tuple[Any, ...], index: int, failure: tuple[str, str],
+                reference: Decimal | None, exposure: Decimal | None,
+                version: int) -> OrderRejected:
+        event = OrderRejected(*head, NEW_ORDER_CONTROLS[index], failure[0], failure[1],
+                              reference, exposure, version, NEW_ORDER_CONTROLS[:index])
+        self._on_rejected(event)
         return event
 
     def cancel(

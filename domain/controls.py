@@ -75,9 +75,9 @@ def price_collar(
         return ("reference price required", "none")
     if limit_price is None:  # market order: valued at the reference, nothing to collar
         return None
-    deviation = abs(limit_price - reference) / reference
-    if deviation > collar_pct:
-        return (str(collar_pct), str(deviation.quantize(Decimal("0.000001"))))
+    distance = abs(limit_price - reference)
+    if distance > reference * collar_pct:  # multiply, not divide: this runs on every order
+        return (str(collar_pct), str((distance / reference).quantize(Decimal("0.000001"))))
     return None
 
 

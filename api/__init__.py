@@ -1,0 +1,1 @@
+"""Entry points: the FastAPI app and the typer CLI."""

@@ -1,0 +1,119 @@
+"""Order entry and the blotter: HTTP in, commands to the engine, views out."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from api.deps import ActorDep, SystemDep
+from api.read_your_writes import caught_up
+from api.schemas import OrderOut
+from commands.engine import NotRecorded
+from commands.models import (
+    CancelOrder,
+    Command,
+    OrderFields,
+    ReplaceFields,
+    ReplaceOrder,
+    SubmitOrder,
+)
+from commands.outcomes import Outcome
+from domain.values import OrderStatus, Source
+from infrastructure.bootstrap import System
+from projections import queries
+
+router = APIRouter(tags=["orders"])
+
+
+async def _run(system: System, command: Command) -> Outcome:
+    try:
+        return await asyncio.wrap_future(system.engine.submit(command))
+    except NotRecorded as exc:
+        # Nothing of the command is durable; resending it is safe (idempotent by client id).
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
+
+@router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses={
+        200: {"model": OrderOut, "description": "Re-sent client_order_id: the original order."},
+        409: {"description": "client_order_id already used for a different order."},
+        422: {"description": "Invalid input; each bad field is named. Nothing is journaled."},
+    },
+)
+async def submit_order(body: OrderFields, system: SystemDep, actor: ActorDep,
+                       response: Response) -> Any:
+    """Submit an order. 201 once its events are durable, rejected or not: a rejection is a
+    record naming the control, its threshold and the observed value."""
+    command = SubmitOrder(**dict(body), actor=actor, source=Source.API)
+    outcome = await _run(system, command)
+    if outcome.kind == "conflict":
+        raise HTTPException(status.HTTP_409_CONFLICT, {
+            "message": "client_order_id already used for a different order",
+            "fields": outcome.detail["fields"] if outcome.detail else [],
+            "order": outcome.order,
+        })
+    if outcome.kind == "existing":
+        response.status_code = status.HTTP_200_OK
+    return outcome.order
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut,
+             responses={404: {"description": "Unknown order"},
+                        409: {"description": "The order is no longer live (recorded)."}})
+async def cancel_order(order_id: UUID, system: SystemDep, actor: ActorDep) -> Any:
+    outcome = await _run(system, CancelOrder(order_id=order_id, actor=actor, source=Source.API))
+    return _changed(outcome)
+
+
+@router.post("/orders/{order_id}/replace", response_model=OrderOut,
+             responses={404: {"description": "Unknown order"},
+                        409: {"description": "A control refused the replace (recorded)."}})
+async def replace_order(order_id: UUID, body: ReplaceFields, system: SystemDep,
+                        actor: ActorDep) -> Any:
+    command = ReplaceOrder(order_id=order_id, quantity=body.quantity,
+                           limit_price=body.limit_price, actor=actor, source=Source.API)
+    return _changed(await _run(system, command))
+
+
+def _changed(outcome: Outcome) -> Any:
+    if outcome.kind == "not_found":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown order_id")
+    if outcome.kind == "refused":
+        raise HTTPException(status.HTTP_409_CONFLICT, {**(outcome.detail or {}),
+                                                       "order": outcome.order})
+    return outcome.order
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut,
+            responses={404: {"description": "Unknown order"}})
+def get_order(order_id: UUID, system: SystemDep, response: Response) -> Any:
+    caught_up(system, response)
+    with system.read_models.connect() as conn:
+        body = queries.get_order(conn, str(order_id))
+    if body is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown order_id")
+    return body
+
+
+@router.get("/orders", response_model=list[OrderOut])
+def list_orders(
+    system: SystemDep,
+    response: Response,
+    account_id: str | None = None,
+    symbol: str | None = None,
+    status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(gt=0, le=5000)] = 500,
+    after: Annotated[str | None, Query(description="order_id to continue after")] = None,
+) -> Any:
+    caught_up(system, response)
+    with system.read_models.connect() as conn:
+        return queries.list_orders(conn, account_id=account_id, symbol=symbol,
+                                   status=status_, limit=limit, after=after)
+
+

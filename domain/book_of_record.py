@@ -30,7 +30,7 @@ from domain.instruments import Instrument
 from domain.lifecycle import LIVE_STATUSES, transition
 from domain.limits import FirmLimits
 from domain.orders import Order
-from domain.values import ZERO, CancelReason, OrderStatus, OrderType, Side, TimeInForce
+from domain.values import ZERO, CancelReason, OrderType, Side, TimeInForce
 
 VENUE_ACTOR = "venue"
 VENUE_SOURCE = "venue"
@@ -115,15 +115,17 @@ class BookOfRecord:
         if symbol in self.firm.restricted_symbols or symbol in account.restricted_symbols:
             f = c.restricted(symbol, self.firm.restricted_symbols, account.restricted_symbols)
             return self._reject(head, 2, f, None, None, version)  # type: ignore[arg-type]
-        f = c.lot_size(quantity, instrument.lot_size) or c.tick_size(
-            limit_price, instrument.tick_size)
+        f = c.lot_size(quantity, instrument.lot_size)
         if f:
-            index = 3 if quantity % instrument.lot_size else 4
-            return self._reject(head, index, f, None, None, version)
+            return self._reject(head, 3, f, None, None, version)
+        f = c.tick_size(limit_price, instrument.tick_size)
+        if f:
+            return self._reject(head, 4, f, None, None, version)
         f = c.max_quantity(quantity, limits.max_order_quantity)
         if f:
             return self._reject(head, 5, f, None, None, version)
-        reference = self.last_trade.get(symbol) or instrument.reference_price
+        last = self.last_trade.get(symbol)
+        reference = instrument.reference_price if last is None else last
         f = c.price_collar(limit_price, reference, limits.price_collar_pct)
         if f:
             return self._reject(head, 6, f, reference, None, version)
@@ -215,7 +217,8 @@ class BookOfRecord:
         if f:
             return reject("max_notional", *f)
         old_leaves = order.quantity - order.filled_quantity
-        delta = new_price * (new_quantity - order.filled_quantity) - order.exposure_price * old_leaves
+        new_leaves = new_quantity - order.filled_quantity
+        delta = new_price * new_leaves - order.exposure_price * old_leaves
         exposure_before = account.exposure
         if delta > 0:  # reducing exposure is always allowed, even above a lowered limit
             f = c.credit(exposure_before, delta, limits.credit_limit)

@@ -49,13 +49,23 @@ def restricted(symbol: str, firm_list: frozenset[str], account_list: frozenset[s
 
 
 def lot_size(quantity: int, lot: int) -> Failure:
-    if quantity % lot:
+    # Edges other than the API (FIX, strategies) must not slip a zero or negative size in:
+    # a negative quantity would free credit room instead of using it.
+    if quantity <= 0 or quantity % lot:
         return (f"multiple of {lot}", str(quantity))
     return None
 
 
+MAX_PRICE_EXPONENT = 12  # prices are below 10^13: beyond, decimal arithmetic loses exactness
+
+
 def tick_size(limit_price: Decimal | None, tick: Decimal) -> Failure:
-    if limit_price is not None and limit_price % tick:
+    if limit_price is None:
+        return None
+    if (not limit_price.is_finite() or limit_price <= 0
+            or limit_price.adjusted() > MAX_PRICE_EXPONENT):
+        return ("finite positive price below 1E+13", str(limit_price))
+    if limit_price % tick:
         return (f"multiple of {tick}", str(limit_price))
     return None
 

@@ -1,10 +1,14 @@
-"""Loads the firm's limits, instruments and accounts from a TOML file."""
+"""Loads the firm's limits, instruments and accounts from a TOML file.
+
+Strict on purpose: a misspelt key silently falling back to the firm default would be a
+limit "with no documented basis" (what examiners find wrong under 15c3-5).
+"""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,11 @@ from typing import Any
 from domain.accounts import Account
 from domain.instruments import Instrument
 from domain.limits import FirmLimits, RiskLimits
+
+LIMIT_KEYS = frozenset({"version", "max_order_quantity", "max_order_notional",
+                        "price_collar_pct", "credit_limit", "duplicate_window_ms"})
+ACCOUNT_KEYS = LIMIT_KEYS | {"account_id", "cash", "restricted_symbols"}
+INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "lot_size", "reference_price"})
 
 
 @dataclass(frozen=True)
@@ -25,56 +34,108 @@ class FirmConfig:
         return [_account(spec, self.firm.defaults) for spec in self.account_specs]
 
 
-def _limits(values: dict[str, Any], base: RiskLimits | None = None) -> RiskLimits:
-    def pick(name: str, convert: Any, default: Any) -> Any:
-        return convert(values[name]) if name in values else default
+def _decimal(value: Any, field: str) -> Decimal:
+    # Money is written as strings; a TOML float is refused, not turned into a binary fraction.
+    if isinstance(value, float | bool):
+        raise ValueError(f"{field}: write {value!r} as a string, e.g. \"{value}\"")
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{field}: {value!r} is not a number") from None
+
+
+def _int(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{field}: {value!r} is not an integer")
+    return value
+
+
+def _symbols(value: Any, field: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ValueError(f"{field}: must be a list of symbols, e.g. [\"TSLA\"]")
+    return frozenset(value)
+
+
+def _check_keys(values: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _limits(values: dict[str, Any], base: RiskLimits | None, where: str) -> RiskLimits:
+    def pick(name: str, convert: Any) -> Any:
+        if name in values:
+            return convert(values[name], f"{where}.{name}")
+        if base is None:
+            raise ValueError(f"{where}: missing {name}")
+        return getattr(base, name)
 
     window_ns = (
-        int(values["duplicate_window_ms"]) * 1_000_000
+        _int(values["duplicate_window_ms"], f"{where}.duplicate_window_ms") * 1_000_000
         if "duplicate_window_ms" in values
         else (base.duplicate_window_ns if base else 1_000_000_000)
     )
-    return RiskLimits(
-        max_order_quantity=pick("max_order_quantity", int, base and base.max_order_quantity),
-        max_order_notional=pick("max_order_notional", Decimal, base and base.max_order_notional),
-        price_collar_pct=pick("price_collar_pct", Decimal, base and base.price_collar_pct),
-        credit_limit=pick("credit_limit", Decimal, base and base.credit_limit),
-        duplicate_window_ns=window_ns,
-        version=pick("version", int, base.version if base else 1),
-    )
+    try:
+        return RiskLimits(
+            max_order_quantity=pick("max_order_quantity", _int),
+            max_order_notional=pick("max_order_notional", _decimal),
+            price_collar_pct=pick("price_collar_pct", _decimal),
+            credit_limit=pick("credit_limit", _decimal),
+            duplicate_window_ns=window_ns,
+            version=_int(values["version"], f"{where}.version") if "version" in values
+            else (base.version if base else 1),
+        )
+    except ValueError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _account(spec: dict[str, Any], defaults: RiskLimits) -> Account:
+    where = f"account {spec.get('account_id', '?')}"
+    _check_keys(spec, ACCOUNT_KEYS, where)
     return Account(
         account_id=spec["account_id"],
-        limits=_limits(spec, defaults),
-        cash=Decimal(spec.get("cash", "0")),
-        restricted_symbols=frozenset(spec.get("restricted_symbols", ())),
+        limits=_limits(spec, defaults, where),
+        cash=_decimal(spec.get("cash", "0"), f"{where}.cash"),
+        restricted_symbols=_symbols(spec.get("restricted_symbols", []),
+                                    f"{where}.restricted_symbols"),
     )
+
+
+def _instrument(spec: dict[str, Any]) -> Instrument:
+    where = f"instrument {spec.get('symbol', '?')}"
+    _check_keys(spec, INSTRUMENT_KEYS, where)
+    try:
+        return Instrument(
+            symbol=spec["symbol"],
+            tick_size=_decimal(spec["tick_size"], f"{where}.tick_size"),
+            lot_size=_int(spec.get("lot_size", 1), f"{where}.lot_size"),
+            reference_price=(_decimal(spec["reference_price"], f"{where}.reference_price")
+                             if "reference_price" in spec else None),
+        )
+    except KeyError as exc:
+        raise ValueError(f"{where}: missing {exc.args[0]}") from None
 
 
 def parse_config(doc: dict[str, Any]) -> FirmConfig:
     firm = doc["firm"]
-    defaults = _limits(firm["defaults"])
-    instruments = tuple(
-        Instrument(
-            symbol=i["symbol"],
-            tick_size=Decimal(i["tick_size"]),
-            lot_size=int(i.get("lot_size", 1)),
-            reference_price=Decimal(i["reference_price"]) if "reference_price" in i else None,
-        )
-        for i in doc.get("instruments", ())
-    )
+    defaults = _limits(firm.get("defaults", {}), None, "firm.defaults")
+    instruments = tuple(_instrument(i) for i in doc.get("instruments", ()))
     specs = tuple(doc.get("accounts", ()))
-    ids = [s["account_id"] for s in specs]
+    ids = [s.get("account_id") for s in specs]
     if len(ids) != len(set(ids)):
         raise ValueError("duplicate account_id in configuration")
     for spec in specs:
         _account(spec, defaults)  # validate now, not at the first order
+    firm_credit = _decimal(firm["credit_limit"], "firm.credit_limit")
+    if firm_credit < 0:
+        raise ValueError("firm.credit_limit: must be >= 0")
     return FirmConfig(
         firm=FirmLimits(
-            credit_limit=Decimal(firm["credit_limit"]),
-            restricted_symbols=frozenset(firm.get("restricted_symbols", ())),
+            credit_limit=firm_credit,
+            restricted_symbols=_symbols(firm.get("restricted_symbols", []),
+                                        "firm.restricted_symbols"),
             defaults=defaults,
         ),
         instruments=instruments,

@@ -1,0 +1,210 @@
+"""Deterministic builders: the one place where tests make domain objects.
+
+Every builder returns a fresh object with sensible defaults that any keyword overrides.
+Nothing here reads the clock or draws random numbers: order ids come from a counter
+(``uuid.UUID(int=n)``) and timestamps from ``T0`` plus a step, so a failing test replays
+identically.
+
+Default world (``book()``):
+
+* instruments ``AAPL`` (ref 190.00, tick 0.01, lot 1), ``MSFT`` (ref 410.00),
+  ``PENNY`` (ref 0.9500, tick 0.0001, lot 100), ``NEWCO`` (no reference price) and
+  ``RSTR`` (on the firm restricted list);
+* accounts ``ACC-A`` and ``ACC-B`` with ``limits()`` and 1,000,000 cash, ``ACC-B``
+  additionally restricting ``MSFT``;
+* firm credit limit 5,000,000 (above the sum of the account limits, so only tests that
+  lower it hit ``firm_credit``).
+
+``limits()`` defaults: max qty 1,000, max notional 100,000, collar 10%, credit 500,000,
+duplicate window 1 s, version 7 (not 1, so a test can tell the version really is recorded).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from domain.accounts import Account
+from domain.book_of_record import BookOfRecord
+from domain.events import OrderAccepted, OrderFilled, OrderRejected
+from domain.instruments import Instrument
+from domain.limits import FirmLimits, RiskLimits
+from domain.orders import Order
+from domain.values import OrderType, Side, Source, TimeInForce
+
+T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z in epoch nanoseconds
+SECOND = 1_000_000_000
+MS = 1_000_000
+
+ACCOUNT = "ACC-A"
+OTHER_ACCOUNT = "ACC-B"
+ACTOR = "trader-1"
+
+class _Counters:
+    """Order ids and clock ticks; deterministic, restartable with ``reset()``."""
+
+    def __init__(self) -> None:
+        self.ids: Iterator[int] = itertools.count(1)
+        self.clock: Iterator[int] = itertools.count(0)
+
+    def restart(self) -> None:
+        self.ids = itertools.count(1)
+        self.clock = itertools.count(0)
+
+
+_counters = _Counters()
+
+
+def reset() -> None:
+    """Restart the id and clock counters (tests needing absolute ids call this first)."""
+    _counters.restart()
+
+
+def order_id(n: int | None = None) -> uuid.UUID:
+    """``UUID(int=n)``, or the next id of the counter."""
+    return uuid.UUID(int=next(_counters.ids) if n is None else n)
+
+
+def ts(step: int | None = None) -> int:
+    """``T0 + step`` seconds-apart ticks; without ``step`` the next tick of the counter.
+
+    Consecutive ``ts()`` values are 10 s apart: further than any default duplicate window,
+    so two identical orders built with default timestamps are never duplicates by accident.
+    """
+    return T0 + (next(_counters.clock) if step is None else step) * 10 * SECOND
+
+
+def limits(**overrides: Any) -> RiskLimits:
+    values: dict[str, Any] = {
+        "max_order_quantity": 1_000,
+        "max_order_notional": Decimal("100000"),
+        "price_collar_pct": Decimal("0.10"),
+        "credit_limit": Decimal("500000"),
+        "duplicate_window_ns": SECOND,
+        "version": 7,
+    }
+    values.update(overrides)
+    return RiskLimits(**values)
+
+
+def firm(**overrides: Any) -> FirmLimits:
+    values: dict[str, Any] = {
+        "credit_limit": Decimal("5000000"),
+        "restricted_symbols": frozenset({"RSTR"}),
+        "defaults": limits(),
+    }
+    values.update(overrides)
+    return FirmLimits(**values)
+
+
+def instrument(
+    symbol: str = "AAPL",
+    tick_size: Decimal | str = "0.01",
+    lot_size: int = 1,
+    reference_price: Decimal | str | None = "190.00",
+) -> Instrument:
+    return Instrument(
+        symbol=symbol,
+        tick_size=Decimal(tick_size),
+        lot_size=lot_size,
+        reference_price=None if reference_price is None else Decimal(reference_price),
+    )
+
+
+def default_instruments() -> list[Instrument]:
+    return [
+        instrument("AAPL"),
+        instrument("MSFT", reference_price="410.00"),
+        instrument("PENNY", tick_size="0.0001", lot_size=100, reference_price="0.9500"),
+        instrument("NEWCO", reference_price=None),
+        instrument("RSTR", reference_price="42.00"),
+    ]
+
+
+def account(
+    account_id: str = ACCOUNT,
+    cash: Decimal | str = "1000000",
+    restricted_symbols: Iterable[str] = (),
+    **limit_overrides: Any,
+) -> Account:
+    """An account; keyword arguments other than the named ones override ``limits()``."""
+    return Account(
+        account_id=account_id,
+        limits=limits(**limit_overrides),
+        cash=Decimal(cash),
+        restricted_symbols=frozenset(restricted_symbols),
+    )
+
+
+def default_accounts() -> list[Account]:
+    return [account(ACCOUNT), account(OTHER_ACCOUNT, restricted_symbols={"MSFT"})]
+
+
+def book(
+    instruments: Iterable[Instrument] | None = None,
+    accounts: Iterable[Account] | None = None,
+    firm_limits: FirmLimits | None = None,
+) -> BookOfRecord:
+    """A fresh ``BookOfRecord`` over the default world unless told otherwise."""
+    return BookOfRecord(
+        default_instruments() if instruments is None else instruments,
+        default_accounts() if accounts is None else accounts,
+        firm() if firm_limits is None else firm_limits,
+    )
+
+
+def submit(b: BookOfRecord, **overrides: Any) -> OrderAccepted | OrderRejected:
+    """``b.submit`` with defaults: buy 100 AAPL limit 190.00 DAY for ``ACC-A``.
+
+    ``order_id`` and ``now_ns`` come from the counters unless given; ``client_order_id``
+    defaults to ``"c-<order id int>"`` so it is unique per order.
+    """
+    oid = overrides.pop("order_id", None) or order_id()
+    values: dict[str, Any] = {
+        "order_id": oid,
+        "account_id": ACCOUNT,
+        "client_order_id": f"c-{oid.int}",
+        "symbol": "AAPL",
+        "side": Side.BUY,
+        "quantity": 100,
+        "order_type": OrderType.LIMIT,
+        "limit_price": Decimal("190.00"),
+        "time_in_force": TimeInForce.DAY,
+        "actor": ACTOR,
+        "source": Source.API,
+        "now_ns": None,
+    }
+    if overrides.get("order_type") == OrderType.MARKET and "limit_price" not in overrides:
+        values["limit_price"] = None
+    values.update(overrides)
+    if values["now_ns"] is None:
+        values["now_ns"] = ts()
+    if isinstance(values["limit_price"], str):
+        values["limit_price"] = Decimal(values["limit_price"])
+    return b.submit(**values)
+
+
+def accepted(b: BookOfRecord, **overrides: Any) -> Order:
+    """Submit and return the live order; fails the test if a control rejected it."""
+    event = submit(b, **overrides)
+    assert isinstance(event, OrderAccepted), f"expected acceptance, got {event}"
+    return b.orders[event.order_id]
+
+
+def fill(
+    b: BookOfRecord,
+    order: Order,
+    quantity: int | None = None,
+    price: Decimal | str | None = None,
+    now_ns: int | None = None,
+) -> OrderFilled:
+    """Fill ``quantity`` (default: all leaves) at ``price`` (default: the exposure price)."""
+    qty = order.quantity - order.filled_quantity if quantity is None else quantity
+    px = order.exposure_price if price is None else Decimal(price)
+    return b.fill(
+        order, qty, px, trade_id=f"t-{order.order_id.int}-{order.version + 1}",
+        liquidity="taker", counterparty="venue-lp", now_ns=ts() if now_ns is None else now_ns,
+    )

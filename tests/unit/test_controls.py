@@ -1,0 +1,404 @@
+"""SEC Rule 15c3-5 pre-trade controls: each at, below and above its limit.
+
+Every rejection must name the control, its threshold, the observed value and the controls
+already passed; every acceptance must record the inputs the controls used.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from domain.controls import NEW_ORDER_CONTROLS
+from domain.events import OrderAccepted, OrderRejected
+from domain.values import OrderStatus, OrderType, Side
+from tests import builders as b
+
+
+def rejected(event: object, control: str) -> OrderRejected:
+    assert isinstance(event, OrderRejected), f"expected {control} rejection, got {event}"
+    assert event.control == control
+    assert event.checks == NEW_ORDER_CONTROLS[: NEW_ORDER_CONTROLS.index(control)]
+    return event
+
+
+def accepted(event: object) -> OrderAccepted:
+    assert isinstance(event, OrderAccepted), f"expected acceptance, got {event}"
+    return event
+
+
+# ----------------------------------------------------------------------------- max_qty
+
+
+@pytest.mark.parametrize("quantity", [999, 1_000])
+def test_max_qty_below_and_at_limit_accepted(quantity: int) -> None:
+    # collar allows 171.00; 1,000 x 100.00 stays inside max_notional
+    book = b.book(accounts=[b.account(price_collar_pct=Decimal("0.5"))])
+    event = accepted(b.submit(book, quantity=quantity, limit_price="100.00"))
+    assert event.quantity == quantity
+
+
+def test_max_qty_one_over_limit_rejected() -> None:
+    book = b.book()
+    event = rejected(b.submit(book, quantity=1_001), "max_qty")
+    assert (event.threshold, event.observed) == ("1000", "1001")
+    assert event.limits_version == 7
+    assert event.reference_price is None  # not looked up before the collar
+    assert event.exposure_before is None
+
+
+# ------------------------------------------------------------------------ max_notional
+
+
+def test_max_notional_at_limit_accepted() -> None:
+    # 500 x 200.00 = 100,000.00 == max_order_notional
+    event = accepted(b.submit(b.book(), quantity=500, limit_price="200.00"))
+    assert event.exposure_price * event.quantity == Decimal("100000")
+
+
+def test_max_notional_below_limit_accepted() -> None:
+    accepted(b.submit(b.book(), quantity=500, limit_price="199.99"))
+
+
+def test_max_notional_one_tick_over_rejected() -> None:
+    event = rejected(b.submit(b.book(), quantity=500, limit_price="200.01"), "max_notional")
+    assert Decimal(event.threshold) == Decimal("100000")
+    assert Decimal(event.observed) == Decimal("100005.00")
+    assert event.reference_price == Decimal("190.00")
+
+
+def test_market_order_valued_at_reference_price_for_max_notional() -> None:
+    book = b.book(accounts=[b.account(max_order_notional=Decimal("19000"))])
+    ok = accepted(b.submit(book, order_type=OrderType.MARKET, quantity=100))
+    assert ok.limit_price is None
+    assert ok.exposure_price == Decimal("190.00")
+    assert book.accounts[b.ACCOUNT].exposure == Decimal("19000")
+    event = rejected(b.submit(book, order_type=OrderType.MARKET, quantity=101), "max_notional")
+    assert Decimal(event.observed) == Decimal("19190")
+
+
+# ------------------------------------------------------------------------ price_collar
+
+
+@pytest.mark.parametrize("price", ["171.00", "171.01", "190.00", "208.99", "209.00"])
+def test_price_collar_inside_and_at_exact_band_edge_accepted(price: str) -> None:
+    # reference 190.00, collar 10%: band is [171.00, 209.00] inclusive
+    event = accepted(b.submit(b.book(), limit_price=price))
+    assert event.reference_price == Decimal("190.00")
+
+
+@pytest.mark.parametrize(
+    ("price", "observed"), [("209.01", "0.100053"), ("170.99", "0.100053"), ("1.00", "0.994737")]
+)
+def test_price_collar_outside_band_rejected_on_both_sides(price: str, observed: str) -> None:
+    event = rejected(b.submit(b.book(), limit_price=price), "price_collar")
+    assert event.threshold == "0.10"
+    assert event.observed == observed
+    assert event.reference_price == Decimal("190.00")
+
+
+def test_no_reference_price_rejects_limit_order() -> None:
+    event = rejected(b.submit(b.book(), symbol="NEWCO", limit_price="10.00"), "price_collar")
+    assert (event.threshold, event.observed) == ("reference price required", "none")
+    assert event.reference_price is None
+
+
+def test_no_reference_price_rejects_market_order() -> None:
+    event = rejected(
+        b.submit(b.book(), symbol="NEWCO", order_type=OrderType.MARKET), "price_collar"
+    )
+    assert event.observed == "none"
+
+
+def test_last_trade_replaces_previous_close_as_reference() -> None:
+    book = b.book()
+    order = b.accepted(book, limit_price="200.00")
+    assert book.reference_price("AAPL") == Decimal("190.00")
+    b.fill(book, order, price="200.00")
+    assert book.reference_price("AAPL") == Decimal("200.00")
+    # 219.00 is 15.3% over the old close but within 10% of the last trade (band 180..220).
+    event = accepted(b.submit(book, limit_price="219.00"))
+    assert event.reference_price == Decimal("200.00")
+    event = rejected(b.submit(book, limit_price="175.00"), "price_collar")
+    assert event.reference_price == Decimal("200.00")
+
+
+def test_first_trade_gives_a_symbol_without_close_a_reference() -> None:
+    book = b.book()
+    book.last_trade["NEWCO"] = Decimal("10.00")  # as if a fill had printed
+    accepted(b.submit(book, symbol="NEWCO", limit_price="10.50"))
+
+
+# ---------------------------------------------------------------------------- credit
+
+
+def test_credit_open_orders_without_fills_fill_the_limit_then_next_rejected() -> None:
+    # 15c3-5(c)(1)(i): orders entered count, not only executions.
+    book = b.book()
+    for i in range(5):  # 5 open orders of 500 x 200.00 = 100,000 each: 500,000 == limit
+        event = accepted(b.submit(book, quantity=500, limit_price="200.00"))
+        assert event.exposure_before == Decimal(100000) * i
+    account = book.accounts[b.ACCOUNT]
+    assert account.exposure == Decimal("500000") == account.credit_limit
+    assert all(o.filled_quantity == 0 for o in book.orders.values())
+    event = rejected(b.submit(book, quantity=1, limit_price="190.00"), "credit")
+    assert (event.threshold, event.observed) == ("500000", "500190.00")
+    assert event.exposure_before == Decimal("500000")
+    assert event.reference_price == Decimal("190.00")
+    assert event.limits_version == 7
+    assert account.exposure == Decimal("500000")  # the rejection adds nothing
+
+
+def test_credit_exactly_at_limit_accepted_one_cent_over_rejected() -> None:
+    book = b.book(accounts=[b.account(credit_limit=Decimal("19000"))])
+    rejected(b.submit(book, limit_price="190.01"), "credit")
+    accepted(b.submit(book, limit_price="190.00"))
+    assert book.accounts[b.ACCOUNT].exposure == Decimal("19000")
+
+
+def test_credit_released_by_cancel_makes_room_again() -> None:
+    book = b.book(accounts=[b.account(credit_limit=Decimal("19000"))])
+    order = b.accepted(book)
+    rejected(b.submit(book, limit_price="189.00"), "credit")
+    book.cancel(order, b.ACTOR, "api", b.ts())
+    accepted(b.submit(book, limit_price="189.00"))
+
+
+def test_credit_counts_sells_too() -> None:
+    book = b.book(accounts=[b.account(credit_limit=Decimal("19000"))])
+    accepted(b.submit(book, side=Side.SELL))
+    rejected(b.submit(book, side=Side.SELL_SHORT, quantity=1), "credit")
+
+
+def test_firm_credit_breach_rejects_while_every_account_is_under_its_own_limit() -> None:
+    book = b.book(firm_limits=b.firm(credit_limit=Decimal("150000")))
+    accepted(b.submit(book, account_id=b.ACCOUNT, quantity=500, limit_price="200.00"))
+    accepted(b.submit(book, account_id=b.OTHER_ACCOUNT, quantity=250, limit_price="200.00"))
+    assert book.firm_exposure == Decimal("150000")
+    event = rejected(
+        b.submit(book, account_id=b.OTHER_ACCOUNT, quantity=1, limit_price="190.00"),
+        "firm_credit",
+    )
+    assert (event.threshold, event.observed) == ("150000", "150190.00")
+    assert event.exposure_before == Decimal("50000")  # the account's own, well under 500,000
+    for acc in book.accounts.values():
+        assert acc.exposure < acc.credit_limit
+
+
+# ------------------------------------------------------------------------- duplicate
+
+
+def _dup_book() -> tuple[object, OrderAccepted]:
+    book = b.book()
+    first = accepted(b.submit(book, client_order_id="first", now_ns=b.T0))
+    return book, first
+
+
+@pytest.mark.parametrize("delta_ns", [0, 1, b.SECOND - 1])
+def test_duplicate_within_window_rejected_even_with_new_client_id(delta_ns: int) -> None:
+    book, _ = _dup_book()
+    event = rejected(
+        b.submit(book, client_order_id="second", now_ns=b.T0 + delta_ns), "duplicate"
+    )
+    assert (event.threshold, event.observed) == (f"{b.SECOND}ns", f"{delta_ns}ns")
+    assert event.reference_price == Decimal("190.00")
+
+
+@pytest.mark.parametrize("delta_ns", [b.SECOND, b.SECOND + 1, 60 * b.SECOND])
+def test_duplicate_at_and_after_window_accepted(delta_ns: int) -> None:
+    book, _ = _dup_book()
+    accepted(b.submit(book, client_order_id="second", now_ns=b.T0 + delta_ns))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"quantity": 101},
+        {"limit_price": "190.01"},
+        {"side": Side.SELL},
+        {"symbol": "MSFT", "limit_price": "190.00"},
+        {"account_id": b.OTHER_ACCOUNT, "symbol": "AAPL"},
+    ],
+)
+def test_not_a_duplicate_when_any_key_field_differs(change: dict[str, object]) -> None:
+    book, _ = _dup_book()
+    event = b.submit(book, client_order_id="second", now_ns=b.T0 + 1, **change)
+    if change.get("symbol") == "MSFT":
+        rejected(event, "price_collar")  # got past duplicate: MSFT is 410
+    else:
+        accepted(event)
+
+
+def test_rejected_order_is_not_a_duplicate_source() -> None:
+    book = b.book(accounts=[b.account(credit_limit=Decimal("10000"))])
+    rejected(b.submit(book, client_order_id="x1", now_ns=b.T0), "credit")
+    # Same order 1 ns later: must fail credit again, not duplicate.
+    rejected(b.submit(book, client_order_id="x2", now_ns=b.T0 + 1), "credit")
+
+
+def test_duplicate_window_is_per_account_limits() -> None:
+    acc = b.account(duplicate_window_ns=10 * b.SECOND)
+    book = b.book(accounts=[acc])
+    accepted(b.submit(book, now_ns=b.T0))
+    rejected(b.submit(book, now_ns=b.T0 + 5 * b.SECOND), "duplicate")
+    accepted(b.submit(book, now_ns=b.T0 + 10 * b.SECOND))
+
+
+def test_duplicate_window_zero_disables_the_check() -> None:
+    book = b.book(accounts=[b.account(duplicate_window_ns=0)],
+                  firm_limits=b.firm(defaults=b.limits(duplicate_window_ns=0)))
+    accepted(b.submit(book, now_ns=b.T0))
+    accepted(b.submit(book, now_ns=b.T0))
+
+
+# ------------------------------------------------------------------------ restricted
+
+
+def test_firm_restricted_symbol_rejected_for_every_account() -> None:
+    book = b.book()
+    for acc in (b.ACCOUNT, b.OTHER_ACCOUNT):
+        event = rejected(
+            b.submit(book, account_id=acc, symbol="RSTR", limit_price="42.00"), "restricted"
+        )
+        assert (event.threshold, event.observed) == ("firm restricted list", "RSTR")
+        assert event.limits_version == 7
+
+
+def test_account_restricted_symbol_rejected_only_for_that_account() -> None:
+    book = b.book()
+    event = rejected(
+        b.submit(book, account_id=b.OTHER_ACCOUNT, symbol="MSFT", limit_price="410.00"),
+        "restricted",
+    )
+    assert (event.threshold, event.observed) == ("account restricted list", "MSFT")
+    accepted(b.submit(book, account_id=b.ACCOUNT, symbol="MSFT", limit_price="410.00",
+                      quantity=10))
+
+
+# ------------------------------------------------------------- unknown symbol / account
+
+
+def test_unknown_account_rejected() -> None:
+    event = rejected(b.submit(b.book(), account_id="ACC-NOPE"), "unknown_account")
+    assert (event.threshold, event.observed) == ("configured account", "ACC-NOPE")
+    assert event.checks == ()
+    assert event.limits_version == 0
+
+
+def test_unknown_symbol_rejected() -> None:
+    event = rejected(b.submit(b.book(), symbol="ZZZZ"), "unknown_symbol")
+    assert (event.threshold, event.observed) == ("listed instrument", "ZZZZ")
+    assert event.checks == ("unknown_account",)
+
+
+# ------------------------------------------------------------------- lot / tick size
+
+
+@pytest.mark.parametrize("quantity", [100, 200, 1_000])
+def test_lot_size_multiple_accepted(quantity: int) -> None:
+    accepted(b.submit(b.book(), symbol="PENNY", quantity=quantity, limit_price="0.9500"))
+
+
+@pytest.mark.parametrize("quantity", [1, 99, 101, 150])
+def test_lot_size_not_a_multiple_rejected(quantity: int) -> None:
+    event = rejected(
+        b.submit(b.book(), symbol="PENNY", quantity=quantity, limit_price="0.9500"), "lot_size"
+    )
+    assert (event.threshold, event.observed) == ("multiple of 100", str(quantity))
+
+
+@pytest.mark.parametrize("price", ["190", "190.0", "190.01", "190.10", "190.000"])
+def test_tick_size_multiple_accepted(price: str) -> None:
+    accepted(b.submit(b.book(), limit_price=price))
+
+
+@pytest.mark.parametrize("price", ["190.001", "190.015", "190.0001"])
+def test_tick_size_not_a_multiple_rejected(price: str) -> None:
+    event = rejected(b.submit(b.book(), limit_price=price), "tick_size")
+    assert (event.threshold, event.observed) == ("multiple of 0.01", price)
+
+
+def test_market_order_has_no_tick_check() -> None:
+    accepted(b.submit(b.book(), order_type=OrderType.MARKET))
+
+
+# ------------------------------------------------------------------- control ordering
+
+
+def test_first_failing_control_wins_and_checks_list_those_passed() -> None:
+    # restricted AND bad lot AND over max qty: restricted runs first.
+    event = rejected(
+        b.submit(b.book(), symbol="RSTR", quantity=10_001, limit_price="42.001"), "restricted"
+    )
+    assert event.checks == ("unknown_account", "unknown_symbol")
+
+
+# ------------------------------------------------------------------------ acceptance
+
+
+def test_acceptance_records_every_input_the_controls_used() -> None:
+    book = b.book()
+    b.accepted(book, account_id=b.OTHER_ACCOUNT, quantity=10)  # firm exposure 1,900
+    b.accepted(book, quantity=50)  # account exposure 9,500
+    oid = b.order_id()
+    event = accepted(b.submit(book, order_id=oid, client_order_id="abc", quantity=100,
+                              limit_price="191.00", now_ns=b.T0 + 123))
+    assert event.order_id == oid
+    assert event.version == 1
+    assert event.ts_ns == b.T0 + 123
+    assert event.client_order_id == "abc"
+    assert event.reference_price == Decimal("190.00")
+    assert event.exposure_price == Decimal("191.00")
+    assert event.exposure_before == Decimal("9500.00")
+    assert event.firm_exposure_before == Decimal("11400.00")
+    assert event.limits_version == 7
+    assert event.limits == {
+        "max_order_quantity": "1000",
+        "max_order_notional": "100000",
+        "price_collar_pct": "0.10",
+        "credit_limit": "500000",
+        "duplicate_window_ns": str(b.SECOND),
+    }
+    assert event.checks == NEW_ORDER_CONTROLS
+    order = book.orders[oid]
+    assert order.status == OrderStatus.ACCEPTED
+    assert book.find(b.ACCOUNT, "abc") is order
+    assert book.accounts[b.ACCOUNT].exposure == Decimal("28600.00")
+    assert book.firm_exposure == Decimal("30500.00")
+
+
+def test_rejection_records_order_and_changes_no_exposure() -> None:
+    book = b.book()
+    event = rejected(b.submit(book, quantity=5_000, client_order_id="big"), "max_qty")
+    order = book.orders[event.order_id]
+    assert order.status == OrderStatus.REJECTED
+    assert order.reject == ("max_qty", "1000", "5000")
+    assert order.leaves_quantity == 0
+    assert book.find(b.ACCOUNT, "big") is order
+    assert book.accounts[b.ACCOUNT].exposure == 0
+    assert book.firm_exposure == 0
+
+
+@pytest.mark.parametrize("quantity", [0, -100])
+def test_non_positive_quantity_rejected(quantity: int) -> None:
+    """BUG: quantity <= 0 passes every control; a negative quantity lowers exposure.
+
+    An order for -100 AAPL is accepted with exposure -19,000, creating credit room
+    (15c3-5(c)(1)(i)) for any entry point that skips the API's validation.
+    """
+    book = b.book()
+    event = b.submit(book, quantity=quantity)
+    assert isinstance(event, OrderRejected)
+    assert book.accounts[b.ACCOUNT].exposure == 0
+
+
+@pytest.mark.parametrize("price", ["1E+27", "Infinity"])
+def test_absurd_limit_price_rejected_not_crashing(price: str) -> None:
+    """BUG: a fat-finger price makes tick_size/price_collar raise decimal.InvalidOperation.
+
+    An erroneous order must be rejected and recorded (15c3-5(c)(1)(ii)), not crash the
+    engine's decision loop.
+    """
+    event = b.submit(b.book(), limit_price=price)
+    assert isinstance(event, OrderRejected)

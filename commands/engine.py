@@ -97,8 +97,9 @@ class Engine:
         """Rebuild the book of record and the venue's resting orders from the journal."""
         book = self._new_book()
         position = 0
-        for position, event in self.journal.read():
+        for at, event in self.journal.read():
             book.apply(event)
+            position = at
         self.journal.reset_head()
         venue = self._new_venue(book)
         for order in book.orders.values():  # insertion order = time priority
@@ -167,7 +168,8 @@ class Engine:
             except Exception as exc:  # a bug in one command must not sink the batch
                 log.exception("command failed: %r", command)
                 outcome = exc
-            version = outcome.order.version if isinstance(outcome, Decision) and outcome.order else 0
+            order = outcome.order if isinstance(outcome, Decision) else None
+            version = order.version if order is not None else 0
             answers.append((future, outcome, version))
         try:
             if events:
@@ -281,11 +283,11 @@ class Engine:
         for kind, order, old_price, old_quantity in releases:
             if kind == "cancel":
                 venue.remove(order, old_price)
-            elif kind == "replace" and (order.limit_price != old_price
-                                        or order.quantity > old_quantity):
+            elif (kind == "replace"
+                  and (order.limit_price != old_price or order.quantity > old_quantity)
+                  and venue.remove(order, old_price)):
                 # Losing time priority: a new price or a larger size re-enters the queue.
-                if venue.remove(order, old_price):
-                    self._execute(order, now)
+                self._execute(order, now)
         for kind, order, _, _ in releases:
             if kind == "new":
                 self._execute(order, now)

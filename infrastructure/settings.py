@@ -29,8 +29,10 @@ class Settings(BaseSettings):
         None, description="TOML with firm limits, instruments and accounts; unset = built-in."
     )
     batch_max: int = Field(2000, gt=0, description="Most commands decided per group commit.")
-    projection_batch: int = Field(5000, gt=0, description="Most events applied per read-model transaction.")
-    liquidity_provider: bool = Field(False, description="Run the venue's synthetic liquidity provider.")
+    projection_batch: int = Field(
+        5000, gt=0, description="Most events applied per read-model transaction.")
+    liquidity_provider: bool = Field(
+        False, description="Run the venue's synthetic liquidity provider.")
     liquidity_seed: int = Field(7, description="Seed of the synthetic liquidity provider.")
     host: str = "127.0.0.1"
     port: int = 8000

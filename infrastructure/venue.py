@@ -186,7 +186,8 @@ class SyntheticLiquidity:
         for symbol, instrument in self.instruments.items():
             # Random walk of ±0.02% per requote, at least one tick, never below ten ticks.
             step = max(1, self.mid_ticks[symbol] // 5000)
-            self.mid_ticks[symbol] = max(10, self.mid_ticks[symbol] + self.rng.choice((-step, 0, step)))
+            walked = self.mid_ticks[symbol] + self.rng.choice((-step, 0, step))
+            self.mid_ticks[symbol] = max(10, walked)
             spread = max(1, self.mid_ticks[symbol] // 2000)
             for level in range(self.levels):
                 for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):

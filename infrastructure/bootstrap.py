@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -66,6 +67,17 @@ def build_engine(settings: Settings, config: FirmConfig, store: EventStore,
     return engine
 
 
+def read_models_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        # WAL: API readers don't wait for the projection runner's commits, nor it for them.
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    return engine
+
+
 def bootstrap(settings: Settings | None = None, *, start: bool = True,
               clock: Callable[[], int] = utc_now_ns) -> System:
     settings = settings or Settings()
@@ -76,7 +88,7 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(url)
-    read_models = sa.create_engine(url, pool_pre_ping=True)
+    read_models = read_models_engine(url)
     runner = ProjectionRunner(read_models, store, settings.projection_batch)
     engine.on_commit = lambda _position: runner.notify()
     system = System(settings, config, store, engine, read_models, runner)

@@ -64,8 +64,13 @@ def decode_body(topic: str, state: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def decode(topic: str, state: bytes) -> Any:
-    name, body = decode_body(topic, state)
+    return event_from_body(*decode_body(topic, state))
+
+
+def event_from_body(name: str, body: dict[str, Any]) -> Any:
+    """The typed event of an (upcast) JSON body; ``body`` itself is left untouched."""
     cls = EVENT_TYPES[name]
+    body = dict(body)
     body.pop("schema", None)
     body.pop("prev_hash", None)
     body["order_id"] = UUID(body["order_id"])

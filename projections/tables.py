@@ -1,0 +1,120 @@
+"""Read-model tables (SQLAlchemy Core) and the exact decimal type they store money in."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
+
+ID = sa.String(36)  # str(UUID)
+NAME = sa.String(64)  # enum values, control names, actors
+
+
+class ExactDecimal(sa.TypeDecorator[Decimal]):
+    """Money and prices, exact on both dialects, read back as ``Decimal``.
+
+    PostgreSQL: NUMERIC without precision keeps every digit. SQLite: TEXT, because SQLite's
+    NUMERIC affinity stores REAL (a binary float) whenever the value fits, and money must never
+    pass through a float.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+metadata = sa.MetaData()
+
+orders_view = sa.Table(
+    "orders_view",
+    metadata,
+    sa.Column("order_id", ID, primary_key=True),
+    sa.Column("client_order_id", sa.String, nullable=False),
+    sa.Column("account_id", NAME, nullable=False, index=True),
+    sa.Column("symbol", NAME, nullable=False, index=True),
+    sa.Column("side", NAME, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("order_type", NAME, nullable=False),
+    sa.Column("limit_price", ExactDecimal, nullable=True),  # market orders have none
+    sa.Column("time_in_force", NAME, nullable=False),
+    sa.Column("status", NAME, nullable=False, index=True),
+    sa.Column("filled_quantity", sa.BigInteger, nullable=False),
+    # Sum of price * quantity over fills; the average fill price is derived from it on read
+    # so that no rounded average is ever accumulated.
+    sa.Column("filled_notional", ExactDecimal, nullable=False),
+    # 15c3-5: a rejection names the control, its threshold and what was observed.
+    sa.Column("reject_control", NAME, nullable=True),
+    sa.Column("reject_threshold", sa.String, nullable=True),
+    sa.Column("reject_observed", sa.String, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("updated_ns", sa.BigInteger, nullable=False),
+    # Keyset pagination of list_orders walks (created_ns, order_id).
+    sa.Index("ix_orders_view_created", "created_ns", "order_id"),
+)
+
+positions_view = sa.Table(
+    "positions_view",
+    metadata,
+    sa.Column("account_id", NAME, primary_key=True),
+    sa.Column("symbol", NAME, primary_key=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),  # negative = short
+    sa.Column("average_price", ExactDecimal, nullable=False),  # 0 when flat
+    sa.Column("realized_pnl", ExactDecimal, nullable=False),
+)
+
+audit_trail = sa.Table(
+    "audit_trail",
+    metadata,
+    # The notification id in the store's log: the total order auditors replay in.
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_type", NAME, nullable=False),
+    sa.Column("aggregate_id", ID, nullable=False),
+    sa.Column("aggregate_version", sa.Integer, nullable=False),
+    sa.Column("ts_ns", sa.BigInteger, nullable=False, index=True),
+    sa.Column("actor", NAME, nullable=False),
+    sa.Column("source", NAME, nullable=False),
+    sa.Column("account_id", NAME, nullable=False, index=True),
+    sa.Column("order_id", ID, nullable=False, index=True),
+    # The stored body as recorded (with schema and prev_hash), so the trail is self-contained.
+    sa.Column("payload", sa.Text, nullable=False),
+)
+
+projection_positions = sa.Table(
+    "projection_positions",
+    metadata,
+    sa.Column("name", NAME, primary_key=True),
+    # Last log position applied, written in the same transaction as the view (rule 6).
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+
+
+def select_by_keys(
+    conn: sa.Connection, table: sa.Table, keys: list[Any], chunk: int = 2000
+) -> list[sa.RowMapping]:
+    """Rows of ``table`` whose primary key is in ``keys`` (scalars or tuples), in chunks.
+
+    Chunked because SQLite and psycopg cap the number of bind parameters per statement.
+    """
+    pk = list(table.primary_key.columns)
+    key_expr = pk[0] if len(pk) == 1 else sa.tuple_(*pk)
+    rows: list[sa.RowMapping] = []
+    for start in range(0, len(keys), chunk):
+        stmt = sa.select(table).where(key_expr.in_(keys[start : start + chunk]))
+        rows.extend(conn.execute(stmt).mappings())
+    return rows

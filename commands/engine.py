@@ -33,7 +33,13 @@ from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, Submit
 from commands.outcomes import Outcome, order_body
 from commands.ports import Journal, Venue
 from domain.book_of_record import LIQUIDITY_PROVIDER, VENUE_ACTOR, VENUE_SOURCE, BookOfRecord
-from domain.events import OrderAccepted, OrderCanceled, OrderReplaced
+from domain.events import (
+    CancelRejected,
+    OrderAccepted,
+    OrderCanceled,
+    OrderReplaced,
+    ReplaceRejected,
+)
 from domain.lifecycle import LIVE_STATUSES
 from domain.orders import Order
 from domain.values import CancelReason, OrderType, TimeInForce
@@ -242,28 +248,30 @@ class Engine:
                 releases.append(("new", order, None, None))
             return Decision("created", order)
         if isinstance(command, CancelOrder):
-            order = book.orders.get(command.order_id)
-            if order is None:
+            target = book.orders.get(command.order_id)
+            if target is None:
                 return Decision("not_found")
-            price = order.limit_price
-            cancel = book.cancel(order, command.actor, command.source, now)
+            price = target.limit_price
+            cancel = book.cancel(target, command.actor, command.source, now)
             events.append(cancel)
             if type(cancel) is OrderCanceled:
-                releases.append(("cancel", order, price, None))
-                return Decision("updated", order)
-            return Decision("refused", order, {"reason": cancel.reason})
+                releases.append(("cancel", target, price, None))
+                return Decision("updated", target)
+            assert isinstance(cancel, CancelRejected)
+            return Decision("refused", target, {"reason": cancel.reason})
         if isinstance(command, ReplaceOrder):
-            order = book.orders.get(command.order_id)
-            if order is None:
+            target = book.orders.get(command.order_id)
+            if target is None:
                 return Decision("not_found")
-            old_price, old_quantity = order.limit_price, order.quantity
-            result = book.replace(order, command.quantity, command.limit_price,
+            old_price, old_quantity = target.limit_price, target.quantity
+            result = book.replace(target, command.quantity, command.limit_price,
                                   command.actor, command.source, now)
             events.append(result)
             if type(result) is OrderReplaced:
-                releases.append(("replace", order, old_price, old_quantity))
-                return Decision("updated", order)
-            return Decision("refused", order, {
+                releases.append(("replace", target, old_price, old_quantity))
+                return Decision("updated", target)
+            assert isinstance(result, ReplaceRejected)
+            return Decision("refused", target, {
                 "control": result.control, "threshold": result.threshold,
                 "observed": result.observed})
         if isinstance(command, EndOfDay):

@@ -157,8 +157,9 @@ class BookOfRecord:
     def _reject(self, head: tuple[Any, ...], index: int, failure: tuple[str, str],
                 reference: Decimal | None, exposure: Decimal | None,
                 version: int) -> OrderRejected:
-        event = OrderRejected(*head, NEW_ORDER_CONTROLS[index], failure[0], failure[1],
-                              reference, exposure, version, NEW_ORDER_CONTROLS[:index])
+        event = OrderRejected(*head, NEW_ORDER_CONTROLS[index], failure[0],  # type: ignore[call-arg]
+                              failure[1], reference, exposure, version,
+                              NEW_ORDER_CONTROLS[:index])
         self._on_rejected(event)
         return event
 

@@ -189,13 +189,20 @@ class SyntheticLiquidity:
             walked = self.mid_ticks[symbol] + self.rng.choice((-step, 0, step))
             self.mid_ticks[symbol] = max(10, walked)
             spread = max(1, self.mid_ticks[symbol] // 2000)
+            book = books[symbol]
+            # Quotes only rest: one that would cross a resting firm order is not placed, so
+            # the book never stands crossed waiting for a taker.
+            best_bid, best_ask = book.best_bid(), book.best_ask()
             for level in range(self.levels):
                 for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
                     ticks = self.mid_ticks[symbol] + sign * (spread + level * spread)
-                    if ticks <= 0:
-                        continue
+                    price = ticks * instrument.tick_size
                     size = self.rng.randint(*self.lots_per_level) * instrument.lot_size
-                    quote = LiquidityQuote(side, ticks * instrument.tick_size, size)
-                    book = books[symbol]
+                    if ticks <= 0 or (
+                        (best_ask is not None and price >= best_ask) if side == Side.BUY
+                        else (best_bid is not None and price <= best_bid)
+                    ):
+                        continue
+                    quote = LiquidityQuote(side, price, size)
                     (book.bids if side == Side.BUY else book.asks).add(quote)
                     self.quotes.append((symbol, quote))

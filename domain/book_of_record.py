@@ -323,6 +323,10 @@ class BookOfRecord:
         new = e.limit_price * (e.quantity - order.filled_quantity)
         self.accounts[e.account_id].exposure += new - old
         self.firm_exposure += new - old
+        if e.limit_price != order.limit_price or e.quantity > order.quantity:
+            # A new price or a larger size loses time priority at the venue; ``orders`` keeps
+            # acceptance order, which is the queue a restart rebuilds, so move it to the back.
+            self.orders[e.order_id] = self.orders.pop(e.order_id)
         order.quantity = e.quantity
         order.limit_price = e.limit_price
         order.exposure_price = e.limit_price

@@ -61,9 +61,7 @@ def build_engine(settings: Settings, config: FirmConfig, store: EventStore,
 
     engine = Engine(new_book, new_venue, store, clock, id_factory(), settings.batch_max)
     engine.recover()
-    # The book of record is long-lived and acyclic: keep the cyclic collector from
-    # re-scanning it on every full collection (a multi-millisecond pause per million orders).
-    gc.freeze()
+    gc.freeze()  # the recovered book is long-lived (see Engine._tend_garbage_collector)
     return engine
 
 

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Install (if missing), start and provision the local PostgreSQL used by tests and benchmarks.
+#
+#   bash infrastructure/postgres.sh            # then: set -a; . .state/postgres.env; set +a
+#
+# Idempotent: safe to run any number of times; concurrent runs are serialised with flock.
+# Writes MARKETLOG_TEST_PG_URL to .state/postgres.env (gitignored, mode 600). The password is
+# generated once and re-applied to the role on every run, so a re-created cluster still matches.
+# Port: MARKETLOG_PG_PORT (default 5432). Needs root (apt-get, runuser).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE_DIR="$ROOT/.state"
+ENV_FILE="$STATE_DIR/postgres.env"
+PORT="${MARKETLOG_PG_PORT:-5432}"
+CLUSTER=main
+ROLE=marketlog
+HOST=127.0.0.1
+
+log() { echo "postgres.sh: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[[ "$PORT" =~ ^[0-9]+$ ]] || die "MARKETLOG_PG_PORT must be a number, got '$PORT'"
+[[ "$(id -u)" == 0 ]] || die "must run as root (installs packages, runs SQL as the postgres user)"
+
+mkdir -p "$STATE_DIR"
+exec 9>"$STATE_DIR/postgres.lock"
+flock -w 900 9 || die "timed out waiting for another postgres.sh run (lock $STATE_DIR/postgres.lock)"
+
+actions=()
+
+# Anything that may leave a daemon behind must not inherit the lock's fd 9, or the postmaster
+# would hold the lock for its whole life and every later run would wait for it.
+pgctl() { pg_ctlcluster "$@" 9>&-; }
+
+# --- 1. install -----------------------------------------------------------------------------
+server_installed() {
+    command -v pg_ctlcluster >/dev/null 2>&1 && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+if ! server_installed; then
+    log "PostgreSQL not installed; installing the Debian package"
+    export DEBIAN_FRONTEND=noninteractive
+    # The package's postinst creates the main cluster with the current locale: make it UTF-8.
+    export LANG=C.UTF-8 LC_ALL=C.UTF-8
+    apt-get update -q >&2
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 postgresql >&2 9>&-
+    server_installed || die "apt-get install postgresql did not provide a server"
+    actions+=("installed")
+fi
+
+VER=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/postgres' \
+      | awk -F/ '{print $5}' | sort -n | tail -n 1)
+[[ -n "$VER" ]] || die "no server binary under /usr/lib/postgresql"
+
+# --- 2. cluster -----------------------------------------------------------------------------
+cluster_field() {  # <column> of `pg_lsclusters` for VER/main, empty if there is no such cluster
+    pg_lsclusters -h | awk -v v="$VER" -v c="$CLUSTER" -v f="$1" '$1==v && $2==c {print $f}'
+}
+if [[ -z "$(cluster_field 2)" ]]; then
+    log "creating cluster $VER/$CLUSTER on port $PORT"
+    pg_createcluster --port "$PORT" --locale C.UTF-8 "$VER" "$CLUSTER" >&2 9>&-
+    actions+=("created cluster $VER/$CLUSTER")
+fi
+
+if [[ "$(cluster_field 3)" != "$PORT" ]]; then
+    log "cluster $VER/$CLUSTER is on port $(cluster_field 3); moving it to $PORT"
+    pg_conftool "$VER" "$CLUSTER" set port "$PORT"
+    if [[ "$(cluster_field 4)" == online ]]; then
+        pgctl "$VER" "$CLUSTER" restart >&2
+    fi
+    actions+=("moved to port $PORT")
+fi
+
+started_here=false
+if [[ "$(cluster_field 4)" != online ]]; then
+    rc=0
+    out=$(pgctl "$VER" "$CLUSTER" start 2>&1) || rc=$?
+    if (( rc == 0 )); then
+        started_here=true
+        actions+=("started $VER/$CLUSTER")
+    elif (( rc == 2 )) || grep -q "already running" <<<"$out"; then
+        :   # raced with someone else starting it
+    else
+        echo "$out" >&2
+        tail -n 30 "/var/log/postgresql/postgresql-$VER-$CLUSTER.log" >&2 2>/dev/null || true
+        die "pg_ctlcluster $VER $CLUSTER start failed (exit $rc)"
+    fi
+fi
+
+wait_ready() {
+    for _ in $(seq 1 120); do
+        pg_isready -q -h "$HOST" -p "$PORT" && return 0
+        sleep 0.5
+    done
+    tail -n 30 "/var/log/postgresql/postgresql-$VER-$CLUSTER.log" >&2 2>/dev/null || true
+    die "server not accepting connections on $HOST:$PORT after 60s"
+}
+wait_ready
+
+psql_admin() {  # run SQL from stdin as the postgres superuser over the Unix socket
+    runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -p "$PORT" -d postgres "$@"
+}
+
+# --- 3. settings for tests/benchmarks on a small box --------------------------------------
+# Durability stays as shipped: fsync, synchronous_commit and full_page_writes are NOT touched.
+# Only sizes and timers that cut checkpoint churn and per-query planning overhead.
+psql_admin >/dev/null <<'SQL'
+ALTER SYSTEM SET shared_buffers = '256MB';
+ALTER SYSTEM SET max_wal_size = '2GB';
+ALTER SYSTEM SET checkpoint_timeout = '15min';
+ALTER SYSTEM SET jit = off;
+SELECT pg_reload_conf();
+SQL
+if [[ "$(psql_admin -c "SELECT count(*) FROM pg_settings WHERE pending_restart")" != 0 ]]; then
+    if $started_here; then
+        # Nobody can be using a server this run has just started: apply restart-only settings.
+        pgctl "$VER" "$CLUSTER" restart >&2
+        wait_ready
+    else
+        log "some settings (shared_buffers) take effect at the next restart of $VER/$CLUSTER"
+    fi
+fi
+
+# --- 4. role and its password ----------------------------------------------------------------
+password=""
+if [[ -f "$ENV_FILE" ]]; then
+    password=$(sed -n 's#^MARKETLOG_TEST_PG_URL=postgresql://[^:]*:\([^@]*\)@.*#\1#p' "$ENV_FILE")
+fi
+if [[ -z "$password" ]]; then
+    password=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    actions+=("generated password")
+fi
+[[ "$password" =~ ^[0-9a-f]{32}$ ]] || die "unexpected password format in $ENV_FILE; delete it to regenerate"
+
+# Sent on stdin, never on a command line (ps) or in the repo.
+psql_admin >/dev/null <<SQL
+SELECT 'CREATE ROLE $ROLE LOGIN CREATEDB'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') \gexec
+ALTER ROLE $ROLE WITH LOGIN CREATEDB PASSWORD '$password';
+SQL
+
+url="postgresql://$ROLE:$password@$HOST:$PORT/postgres"
+new_env="MARKETLOG_TEST_PG_URL=$url"
+if [[ ! -f "$ENV_FILE" ]] || [[ "$(cat "$ENV_FILE")" != "$new_env" ]]; then
+    (umask 077 && printf '%s\n' "$new_env" >"$ENV_FILE.tmp" && mv -f "$ENV_FILE.tmp" "$ENV_FILE")
+fi
+
+# --- 5. verify password auth over TCP (scram-sha-256 in Debian's default pg_hba) ----------
+if ! PGPASSWORD="$password" PGCONNECT_TIMEOUT=10 psql -X -q -A -t -h "$HOST" -p "$PORT" \
+        -U "$ROLE" -d postgres -c "SELECT 1" >/dev/null; then
+    die "password login as $ROLE over TCP $HOST:$PORT failed; check /etc/postgresql/$VER/$CLUSTER/pg_hba.conf"
+fi
+
+if (( ${#actions[@]} == 0 )); then
+    echo "postgres: PostgreSQL $VER/$CLUSTER already running on $HOST:$PORT; role $ROLE ready ($ENV_FILE)"
+else
+    summary=$(IFS=,; echo "${actions[*]}" | sed 's/,/, /g')
+    echo "postgres: $summary; PostgreSQL $VER/$CLUSTER running on $HOST:$PORT; role $ROLE ready ($ENV_FILE)"
+fi

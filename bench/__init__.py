@@ -1,0 +1,1 @@
+"""marketlog's benchmarks: ``python -m bench`` (``make bench``); see bench/__main__.py."""

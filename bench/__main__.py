@@ -1,0 +1,267 @@
+"""``python -m bench`` (``make bench``): the performance table, printed and in
+bench/results/latest.md.
+
+Rows: (1) in-memory decision latency, (2) durable throughput on SQLite and PostgreSQL,
+(3) resident memory per live order, (4) the naive eventsourcing baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import decision, durable, naive
+from bench.conditions import cores, cpu_model, sqlite_settings
+from bench.pg import NoPostgres, admin_url, server_settings, throwaway_database
+from bench.workload import MIX_DESCRIPTION, commands
+from infrastructure.event_store import EventStore
+from infrastructure.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
+HEADER = ("#", "Measurement", "Result", "Target", "Status")
+
+
+def verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="short run (< 3 minutes)")
+    p.add_argument("--orders", type=int, default=None,
+                   help="orders per durable run (default 200000; quick 20000)")
+    p.add_argument("--decision-orders", type=int, default=200_000,
+                   help="timed orders for the in-memory latency (after warm-up)")
+    p.add_argument("--memory-orders", type=int, default=None,
+                   help="live orders for the memory row (default 1000000; quick 200000)")
+    p.add_argument("--naive-orders", type=int, default=None,
+                   help="orders per naive baseline (default 3000; quick 1000)")
+    p.add_argument("--window", type=int, default=2048, help="in-flight futures (closed loop)")
+    p.add_argument("--small-window", type=int, default=256,
+                   help="window also run when ack p99 > 10 ms at --window")
+    p.add_argument("--batch-max", type=int, default=Settings().batch_max,
+                   help="engine batch_max (commands per group commit)")
+    p.add_argument("--skip-postgres", action="store_true")
+    p.add_argument("--skip-db-functions", action="store_true",
+                   help="skip the enable_db_functions=True experiment")
+    a = p.parse_args(argv)
+    a.orders = a.orders or (20_000 if a.quick else 200_000)
+    a.memory_orders = a.memory_orders or (200_000 if a.quick else 1_000_000)
+    a.naive_orders = a.naive_orders or (1_000 if a.quick else 3_000)
+    return a
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def durable_rows(r: durable.DurableResult, label: str) -> list[tuple[str, ...]]:
+    ok = None
+    if r.backend.startswith("PostgreSQL"):
+        ok = r.orders_per_s >= 50_000 and r.ack_p99_ms <= 10
+    fail = f", {r.failures} FAILED" if r.failures else ""
+    return [(
+        "2", f"Durable {label} (W={r.window}, {r.orders:,} orders)",
+        f"{r.orders_per_s:,.0f} orders/s; {r.events_per_s:,.0f} events/s; "
+        f"ack p50 {r.ack_p50_ms:.1f} ms, p99 {r.ack_p99_ms:.1f} ms; "
+        f"avg batch {r.avg_batch:,.0f} orders; append p50 {r.append_ms_p50:.1f} ms "
+        f"({r.append_share:.0%} of wall time){fail}",
+        ">= 50,000 orders/s, ack p99 <= 10 ms" if ok is not None else "-",
+        verdict(ok),
+    )]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    pg_url: str | None = None
+    if not args.skip_postgres:
+        try:
+            pg_url = admin_url()
+        except NoPostgres as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    conditions: list[tuple[str, str]] = [
+        ("CPU", f"{cpu_model()}, {cores()}"),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+    ]
+    if pg_url:
+        s = server_settings(pg_url)
+        conditions.append(("PostgreSQL", (
+            f"{s['server_version']}; fsync={s['fsync']}, "
+            f"synchronous_commit={s['synchronous_commit']}, wal_sync_method="
+            f"{s['wal_sync_method']}, commit_delay={s['commit_delay']}, "
+            f"shared_buffers={s['shared_buffers']}")))
+    else:
+        conditions.append(("PostgreSQL", "skipped (--skip-postgres)"))
+    sq = sqlite_settings()
+    conditions += [
+        ("SQLite", f"{sq['version']}; journal_mode={sq['journal_mode']}, "
+                   f"synchronous={sq['synchronous']}"),
+        ("Engine", f"batch_max={args.batch_max}; in-flight window W={args.window} "
+                   f"(W={args.small_window} too when ack p99 > 10 ms)"),
+        ("Order mix", MIX_DESCRIPTION),
+        ("Mode", "quick" if args.quick else "full"),
+    ]
+    rows: list[tuple[str, ...]] = []
+
+    # 1. In-memory decision latency ------------------------------------------------
+    log(f"1/4 decision latency: {args.decision_orders:,} orders x {len(decision.MODES)} GC modes")
+    for r in decision.run(args.decision_orders, warmup=20_000):
+        ok = r.p50_us <= 8 and r.p99_us <= 20
+        rows.append((
+            "1", f"Decision latency, {decision.MODES[r.gc_mode]} ({r.orders:,} orders, "
+                 f"{r.rejects:,} rejects)",
+            f"p50 {r.p50_us:.2f} us, p99 {r.p99_us:.2f} us, p99.9 {r.p999_us:.1f} us "
+            f"(mean {r.mean_us:.2f}, max {r.max_us / 1000:.1f} ms; timer {r.timer_overhead_ns:.0f}"
+            f" ns incl.); GC: {r.gc_note()}",
+            "p50 <= 8 us, p99 <= 20 us" if r.gc_mode == "configured" else "(reference)",
+            verdict(ok) if r.gc_mode == "configured" else "-",
+        ))
+    gc.collect()
+
+    # 2. Durable throughput ------------------------------------------------------------
+    log(f"2/4 durable: generating {args.orders:,} validated orders")
+    cmds = commands(args.orders, seed=3)
+    log(f"2/4 durable SQLite, W={args.window}")
+    with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
+        store = EventStore.open(Settings(data_dir=Path(tmp)))
+        try:
+            r = durable.run_closed_loop(store, "SQLite", cmds, args.window, args.batch_max)
+        finally:
+            store.close()
+    rows += durable_rows(r, "SQLite")
+    experiments: list[str] = []
+    if pg_url:
+        log(f"2/4 durable PostgreSQL, W={args.window}")
+        with throwaway_database(pg_url) as db:
+            store = durable.open_pg_store(db)
+            try:
+                r = durable.run_closed_loop(store, "PostgreSQL", cmds, args.window,
+                                            args.batch_max)
+            finally:
+                store.close()
+        rows += durable_rows(r, "PostgreSQL")
+        if r.ack_p99_ms > 10:
+            log(f"2/4 durable PostgreSQL, W={args.small_window}")
+            with throwaway_database(pg_url) as db:
+                store = durable.open_pg_store(db)
+                try:
+                    small = durable.run_closed_loop(store, "PostgreSQL", cmds[: args.orders // 2],
+                                                    args.small_window, args.batch_max)
+                finally:
+                    store.close()
+            rows += durable_rows(small, "PostgreSQL")
+        if not args.skip_db_functions:
+            n = min(args.orders, 40_000)
+            log(f"2/4 experiment: PostgreSQL with enable_db_functions=True, {n:,} orders")
+            for dbf in (False, True):
+                with throwaway_database(pg_url) as db:
+                    store = durable.open_pg_store(db, db_functions=dbf)
+                    try:
+                        e = durable.run_closed_loop(store, "PostgreSQL", cmds[:n],
+                                                    args.window, args.batch_max)
+                        ms, eps = durable.append_micro(store, 5, 2000, seed=41 + dbf)
+                    finally:
+                        store.close()
+                label = "enable_db_functions=True" if dbf else "default recorder"
+                experiments.append(
+                    f"PostgreSQL {label}: {e.orders_per_s:,.0f} orders/s, ack p99 "
+                    f"{e.ack_p99_ms:.0f} ms, append p50 {e.append_ms_p50:.1f} ms "
+                    f"(W={e.window}, {n:,} orders); direct append of 2,000 orders' events: "
+                    f"p50 {ms:.1f} ms, {eps:,.0f} events/s")
+    del cmds
+    gc.collect()
+
+    # 3. Memory per live order (fresh interpreter) ---------------------------------------
+    log(f"3/4 memory: {args.memory_orders:,} live orders (subprocess)")
+    out = subprocess.run([sys.executable, "-m", "bench.memory", str(args.memory_orders)],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    rows.append((
+        "3", f"Resident memory per live order ({m['orders']:,} resting orders, null journal)",
+        f"{m['bytes_per_order']:,.0f} B/order (RSS {m['rss_before_mib']:.0f} -> "
+        f"{m['rss_after_mib']:.0f} MiB; {m['open_orders']:,} open, {m['resting']:,} resting; "
+        f"tracemalloc off)",
+        "<= 1 KiB", verdict(m["bytes_per_order"] <= 1024),
+    ))
+
+    # 4. Naive baseline ------------------------------------------------------------------
+    log(f"4/4 naive baseline: {args.naive_orders:,} orders per backend")
+    rows.append(("4", f"Naive Application+Aggregate, one save per order, SQLite "
+                      f"({args.naive_orders:,})",
+                 f"{naive.sqlite(args.naive_orders):,.0f} orders/s", "-", "-"))
+    if pg_url:
+        with throwaway_database(pg_url) as db:
+            rate = naive.postgres(db, args.naive_orders)
+        rows.append(("4", f"Naive Application+Aggregate, one save per order, PostgreSQL "
+                          f"({args.naive_orders:,})", f"{rate:,.0f} orders/s", "-", "-"))
+
+    elapsed = time.perf_counter() - started
+    conditions.append(("Run time", f"{elapsed:.0f} s"))
+    text = render_text(conditions, rows, experiments)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(render_markdown(conditions, rows, experiments))
+    log(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def render_text(conditions: list[tuple[str, str]], rows: list[tuple[str, ...]],
+                experiments: list[str]) -> str:
+    lines = ["marketlog benchmark", "", "Conditions:"]
+    width = max(len(k) for k, _ in conditions)
+    lines += [f"  {k:<{width}}  {v}" for k, v in conditions]
+    lines.append("")
+    widths = [max(len(r[i]) for r in (HEADER, *rows)) for i in range(len(HEADER))]
+    widths[2] = min(widths[2], 70)
+
+    def wrap(cell: str, w: int) -> list[str]:
+        out, cur = [], ""
+        for word in cell.split(" "):
+            if cur and len(cur) + 1 + len(word) > w:
+                out.append(cur)
+                cur = word
+            else:
+                cur = f"{cur} {word}" if cur else word
+        return [*out, cur]
+
+    sep = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+    lines.append(sep)
+    for n, row in enumerate((HEADER, *rows)):
+        cells = [wrap(c, widths[i]) if i == 2 else [c] for i, c in enumerate(row)]
+        height = max(len(c) for c in cells)
+        for k in range(height):
+            lines.append("| " + " | ".join(
+                (c[k] if k < len(c) else "").ljust(widths[i]) for i, c in enumerate(cells))
+                + " |")
+        if n == 0:
+            lines.append(sep.replace("-", "="))
+    lines.append(sep)
+    if experiments:
+        lines += ["", "Experiments:"] + [f"  - {e}" for e in experiments]
+    return "\n".join(lines)
+
+
+def render_markdown(conditions: list[tuple[str, str]], rows: list[tuple[str, ...]],
+                    experiments: list[str]) -> str:
+    lines = ["# marketlog benchmark", "", "## Conditions", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in conditions]
+    lines += ["", "## Results", "", "| " + " | ".join(HEADER) + " |",
+              "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    if experiments:
+        lines += ["", "## Experiments", ""] + [f"- {e}" for e in experiments]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Row 1: in-memory decision latency, ``engine._decide`` on a validated SubmitOrder (no I/O).
+
+Each call is timed on its own with ``perf_counter_ns``. The engine comes from
+``build_engine`` (so ``gc.freeze()`` ran as in production) over a null journal and a
+simulated clock advancing 20 us per order; every ``batch_max`` orders the event and release
+lists are dropped, as a cycle would after its group commit. The venue is not involved
+(``_decide`` only records the decision); the book keeps every order, as in a trading day.
+"""
+
+from __future__ import annotations
+
+import gc
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.workload import SIM_NS_PER_ORDER, NullJournal, SimClock, bench_config, commands
+from infrastructure.bootstrap import build_engine
+from infrastructure.settings import Settings
+
+
+@dataclass
+class GcPauses:
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0])
+    total_ns: list[int] = field(default_factory=lambda: [0, 0, 0])
+    max_ns: list[int] = field(default_factory=lambda: [0, 0, 0])
+    _start: int = 0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter_ns()
+        if phase == "start":
+            self._start = now
+            return
+        gen = info["generation"]
+        took = now - self._start
+        self.counts[gen] += 1
+        self.total_ns[gen] += took
+        self.max_ns[gen] = max(self.max_ns[gen], took)
+
+
+@dataclass
+class DecisionResult:
+    gc_mode: str
+    orders: int
+    p50_us: float
+    p99_us: float
+    p999_us: float
+    max_us: float
+    mean_us: float
+    timer_overhead_ns: float
+    pauses: GcPauses
+    rejects: int
+
+    def gc_note(self) -> str:
+        p = self.pauses
+        if not sum(p.counts):
+            return "no collections"
+        return ", ".join(
+            f"gen{g}: {p.counts[g]} x (max {p.max_ns[g] / 1000:.0f} us, "
+            f"total {p.total_ns[g] / 1e6:.1f} ms)"
+            for g in range(3) if p.counts[g]
+        )
+
+
+def timer_overhead_ns(samples: int = 200_000) -> float:
+    pc = time.perf_counter_ns
+    deltas = []
+    for _ in range(samples):
+        t0 = pc()
+        t1 = pc()
+        deltas.append(t1 - t0)
+    deltas.sort()
+    return float(deltas[len(deltas) // 2])
+
+
+MODES = {
+    "configured": "GC as build_engine sets it (freeze at build)",
+    "freeze_per_cycle": "experiment: gc.freeze() every cycle",
+    "disabled": "GC disabled (lower bound)",
+}
+
+
+def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
+            data_dir: Path | None = None) -> DecisionResult:
+    clock = SimClock()
+    with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
+        settings = Settings(data_dir=data_dir or Path(tmp), batch_max=batch)
+        engine = build_engine(settings, bench_config(), NullJournal(), clock)  # gc.freeze()
+    if mode == "disabled":
+        gc.disable()
+    freeze = gc.freeze if mode == "freeze_per_cycle" else None
+    decide, book = engine._decide, engine.book
+    pc = time.perf_counter_ns
+    events: list[Any] = []
+    releases: list[Any] = []
+    n = len(cmds) - warmup
+    lat = [0] * n
+    pauses = GcPauses()
+    try:
+        now = clock.now
+        for i, cmd in enumerate(cmds[:warmup]):
+            if i % batch == 0:
+                events.clear()
+                releases.clear()
+                now += batch * SIM_NS_PER_ORDER
+            decide(book, cmd, now, events, releases)
+            if freeze is not None and i % batch == 0:
+                freeze()
+        gc.callbacks.append(pauses)
+        for i, cmd in enumerate(cmds[warmup:]):
+            if i % batch == 0:
+                events.clear()
+                releases.clear()
+                now += batch * SIM_NS_PER_ORDER
+                if freeze is not None:
+                    freeze()
+            t0 = pc()
+            decide(book, cmd, now, events, releases)
+            lat[i] = pc() - t0
+    finally:
+        if pauses in gc.callbacks:
+            gc.callbacks.remove(pauses)
+        gc.enable()
+        gc.unfreeze()  # let the next measurement's build_engine freeze afresh
+    rejects = sum(1 for o in book.orders.values() if o.reject is not None)
+    mean = sum(lat) / n
+    lat.sort()
+    last = n - 1
+
+    def q(p: float) -> float:
+        return lat[min(last, round(p / 100 * last))] / 1000
+
+    result = DecisionResult(mode, n,
+                            q(50), q(99), q(99.9), lat[-1] / 1000, mean / 1000, 0.0, pauses,
+                            rejects)
+    del engine, book, decide
+    gc.collect()
+    return result
+
+
+def run(orders: int, warmup: int) -> list[DecisionResult]:
+    cmds = commands(orders + warmup, seed=11)
+    overhead = timer_overhead_ns()
+    results = []
+    for mode in MODES:
+        r = measure(cmds, warmup, mode=mode)
+        r.timer_overhead_ns = overhead
+        results.append(r)
+    return results

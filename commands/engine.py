@@ -103,20 +103,32 @@ class Engine:
     # ------------------------------------------------------------ lifecycle
 
     def recover(self) -> int:
-        """Rebuild the book of record and the venue's resting orders from the journal."""
+        """Rebuild the book of record from the journal, then release its live orders again.
+
+        Live orders re-enter the venue in time priority (``book.orders`` order) through the
+        same step as new ones: resting ones rest again, and an order whose venue step was
+        lost (a crash or failed write between the decision commit and the fills commit)
+        trades, rests or has its IOC/FOK/market remainder cancelled now, so the recovered
+        book is never crossed and every durable acceptance reaches the venue exactly once.
+        """
         book = self._new_book()
         position = 0
         for at, event in self.journal.read():
             book.apply(event)
             position = at
         self.journal.reset_head()
-        venue = self._new_venue(book)
-        for order in book.orders.values():  # insertion order = time priority
-            if (order.status in LIVE_STATUSES and order.order_type == OrderType.LIMIT
-                    and order.time_in_force in (TimeInForce.DAY, TimeInForce.GTC)):
-                venue.rest(order)
-        self.book, self.venue, self.committed_position = book, venue, position
-        return position
+        self.book, self.venue, self.committed_position = book, self._new_venue(book), position
+        now = self.clock()
+        self._venue_events = []
+        try:
+            for order in list(book.orders.values()):
+                if order.status in LIVE_STATUSES:
+                    self._execute(order, now)
+            if self._venue_events:
+                self.committed_position = self.journal.append(self._venue_events)
+        finally:
+            self._venue_events = []
+        return self.committed_position
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="marketlog-engine", daemon=True)
@@ -329,8 +341,6 @@ class Engine:
         if order.status in LIVE_STATUSES:
             if tif == TimeInForce.IOC:
                 self._cancel_remainder(order, CancelReason.IOC_REMAINDER, now)
-            elif tif == TimeInForce.FOK:  # cannot happen after the check; kept as a guard
-                self._cancel_remainder(order, CancelReason.FOK_UNFILLED, now)
             elif order.order_type == OrderType.MARKET:
                 self._cancel_remainder(order, CancelReason.MARKET_NO_LIQUIDITY, now)
 

@@ -146,11 +146,6 @@ class SimulatedVenue:
         book = self.books[order.symbol]
         return (book.bids if order.side == Side.BUY else book.asks).remove(order, price)
 
-    def rest(self, order: Order) -> None:
-        """Re-enter a recovered resting order without matching (rebuild after restart)."""
-        book = self.books[order.symbol]
-        (book.bids if order.side == Side.BUY else book.asks).add(order)
-
     def requote(self) -> None:
         if self.liquidity is not None:
             self.liquidity.requote(self.books)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import SIM_NS_PER_ORDER, NullJournal, SimClock, bench_config, commands
+from commands.garbage_collection import CollectorSchedule
 from infrastructure.bootstrap import build_engine
 from infrastructure.settings import Settings
 
@@ -76,8 +77,8 @@ def timer_overhead_ns(samples: int = 200_000) -> float:
 
 
 MODES = {
-    "configured": "GC as build_engine sets it (freeze at build)",
-    "freeze_per_cycle": "experiment: gc.freeze() every cycle",
+    "engine": "GC on the engine's schedule (collect between cycles)",
+    "automatic": "comparison: Python's automatic GC",
     "disabled": "GC disabled (lower bound)",
 }
 
@@ -88,9 +89,10 @@ def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         settings = Settings(data_dir=data_dir or Path(tmp), batch_max=batch)
         engine = build_engine(settings, bench_config(), NullJournal(), clock)  # gc.freeze()
-    if mode == "disabled":
-        gc.disable()
-    freeze = gc.freeze if mode == "freeze_per_cycle" else None
+    schedule = CollectorSchedule()
+    if mode in ("disabled", "engine"):
+        schedule.take_over()
+    between_cycles = schedule.after_cycle if mode == "engine" else None
     decide, book = engine._decide, engine.book
     pc = time.perf_counter_ns
     events: list[Any] = []
@@ -106,22 +108,23 @@ def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
                 releases.clear()
                 now += batch * SIM_NS_PER_ORDER
             decide(book, cmd, now, events, releases)
-            if freeze is not None and i % batch == 0:
-                freeze()
+            if between_cycles is not None and i % batch == batch - 1:
+                between_cycles()
         gc.callbacks.append(pauses)
         for i, cmd in enumerate(cmds[warmup:]):
             if i % batch == 0:
                 events.clear()
                 releases.clear()
                 now += batch * SIM_NS_PER_ORDER
-                if freeze is not None:
-                    freeze()
+                if between_cycles is not None and i:
+                    between_cycles()  # where the engine thread runs it: outside any decision
             t0 = pc()
             decide(book, cmd, now, events, releases)
             lat[i] = pc() - t0
     finally:
         if pauses in gc.callbacks:
             gc.callbacks.remove(pauses)
+        schedule.hand_back()
         gc.enable()
         gc.unfreeze()  # let the next measurement's build_engine freeze afresh
     rejects = sum(1 for o in book.orders.values() if o.reject is not None)

@@ -79,16 +79,16 @@ class TimedStore:
         self.store.reset_head()
 
 
-def open_pg_store(url: str, *, db_functions: bool = False) -> EventStore:
-    """EventStore.open for PostgreSQL, optionally with the library's insert function."""
-    if not db_functions:
+def open_pg_store(url: str, *, library_recorder: bool = False) -> EventStore:
+    """EventStore.open for PostgreSQL, or the same store over the library's recorder as shipped
+    (an array of composites rendered as text by psycopg) for comparison."""
+    if not library_recorder:
         return EventStore.open(Settings(database_url=url))
     parts = urlsplit(url)
     datastore = PostgresDatastore(
         dbname=parts.path.lstrip("/"), host=parts.hostname or "127.0.0.1",
         port=parts.port or 5432, user=unquote(parts.username or ""),
         password=unquote(parts.password or ""), pool_size=2, max_overflow=2,
-        enable_db_functions=True,
     )
     recorder = PostgresApplicationRecorder(datastore, events_table_name=EVENTS_TABLE)
     recorder.create_table()

@@ -61,7 +61,7 @@ def build_engine(settings: Settings, config: FirmConfig, store: EventStore,
 
     engine = Engine(new_book, new_venue, store, clock, id_factory(), settings.batch_max)
     engine.recover()
-    gc.freeze()  # the recovered book is long-lived (see Engine._tend_garbage_collector)
+    gc.freeze()  # the recovered book is long-lived (commands/garbage_collection.py)
     return engine
 
 

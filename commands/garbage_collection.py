@@ -1,0 +1,50 @@
+"""When the engine process runs Python's cyclic garbage collector.
+
+Left automatic, the collector runs whenever allocations pile up — in the middle of a
+decision or an encoding loop — and its full collections re-scan every live order: measured
+here, 140 ms pauses at 200k orders, decision p99 35-55 us instead of 15 us, and encoding at
+10 us per event instead of 5. The book of record is long-lived and acyclic, so the engine
+thread collects on its own schedule instead, between cycles, where a pause delays no decision:
+
+* after every cycle, the young generation (objects of that cycle);
+* every ``MIDDLE_EVERY`` cycles, and when idle, the middle generation;
+* the old generation only at end of day, and then freezes what survived (the day's book),
+  so tomorrow's full collections skip it.
+
+Cyclic garbage that reaches the old generation waits for the end of day; that bounded delay
+is the price of never pausing mid-cycle.
+"""
+
+from __future__ import annotations
+
+import gc
+
+MIDDLE_EVERY = 16
+
+
+class CollectorSchedule:
+    def __init__(self) -> None:
+        self._cycles = 0
+        self._owns_collector = False
+
+    def take_over(self) -> None:
+        """Stop automatic collection (the engine thread calls this as it starts)."""
+        self._owns_collector = gc.isenabled()
+        gc.disable()
+
+    def hand_back(self) -> None:
+        if self._owns_collector:
+            gc.enable()
+            self._owns_collector = False
+
+    def after_cycle(self) -> None:
+        self._cycles += 1
+        gc.collect(1 if self._cycles % MIDDLE_EVERY == 0 else 0)
+
+    def when_idle(self) -> None:
+        gc.collect(1)
+
+    def at_end_of_day(self) -> None:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()

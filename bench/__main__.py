@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--naive-orders", type=int, default=None,
                    help="orders per naive baseline (default 3000; quick 1000)")
     p.add_argument("--window", type=int, default=2048, help="in-flight futures (closed loop)")
-    p.add_argument("--small-window", type=int, default=256,
+    p.add_argument("--small-window", type=int, default=64,
                    help="window also run when ack p99 > 10 ms at --window")
     p.add_argument("--batch-max", type=int, default=Settings().batch_max,
                    help="engine batch_max (commands per group commit)")

@@ -1,15 +1,23 @@
 """The single-writer engine: decide in memory, journal in group commits, then release.
 
 One thread owns the book of record and the venue (ARCHITECTURE rule 3: no locks on the hot
-path). A cycle takes up to ``batch_max`` queued commands and:
+path). Each batch of up to ``batch_max`` queued commands goes through:
 
-1. decides each in memory (controls, state machine) -> events;
-2. journals all of those events in ONE transaction (group commit);
-3. only then releases accepted orders, cancels and replaces to the venue (record before
+1. decide each command in memory (controls, state machine) -> events;
+2. journal all of those events in ONE transaction (group commit);
+3. only then release accepted orders, cancels and replaces to the venue (record before
    release, 15c3-5: an order reaches a market only after its risk decision is recorded);
    cancels and replaces go first, so an order cancelled in this batch cannot trade in it;
-4. journals the venue's executions and remainders in a second transaction;
-5. acknowledges every command with the order as it stands.
+4. journal the venue's executions and remainders in a second transaction;
+5. acknowledge every command with the order as it stood after step 3.
+
+Running as a thread (``start``), the engine pipelines these steps: a ``JournalWriter``
+thread commits batch N while the engine decides batch N+1. Every batch of events is handed
+to the writer in the order the engine produced (and applied) them, so the log's order is
+the order the state changed in, and replay rebuilds exactly this state. An acknowledgement
+waits for the batch's venue events, which the writer commits after every earlier batch, so
+nothing an acknowledgement shows can be lost. ``execute`` runs the same steps one after the
+other in the caller's thread (demo, tests, benchmarks).
 
 If a journal write fails, the in-memory state may hold decisions the store does not: the
 engine rebuilds itself from the store and answers each command from the rebuilt state, so
@@ -23,6 +31,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from decimal import Decimal
@@ -30,6 +39,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from commands.garbage_collection import CollectorSchedule
+from commands.journal_writer import JournalWriter
 from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, SubmitOrder
 from commands.outcomes import OrderSnapshot, Outcome
 from commands.ports import Journal, Venue
@@ -64,8 +74,20 @@ class Decision(NamedTuple):
         snapshot = None if self.order is None else OrderSnapshot.of(self.order)
         return Outcome(self.kind, snapshot, self.detail)
 
+class Stage(NamedTuple):
+    """A batch on its way through the pipeline (what the journal writer hands back)."""
+
+    kind: str  # "decisions" (then release to the venue) or "venue" (then acknowledge)
+    answers: list[Answer]
+    releases: list[Release]
+    now: int
+    outcomes: list[Outcome | Exception]
+
+
 _STOP = object()
+_WRITTEN = object()  # the journal writer's wake-up call
 IDLE_S = 1.0  # an idle engine thread wakes this often to tend the garbage collector
+MAX_IN_FLIGHT = 3  # batches handed to the journal writer and not yet durable
 
 
 class NotRecorded(Exception):
@@ -93,13 +115,17 @@ class Engine:
         self.book = new_book()
         self.venue = new_venue(self.book)
         self.committed_position = 0
-        self._venue_events: list[Any] = []
-        self._now = 0
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self.batches = 0
         self.collector = CollectorSchedule()
+        self._venue_events: list[Any] = []
+        self._now = 0
         self._end_of_day_in_cycle = False
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._writer: JournalWriter | None = None
+        self._in_flight = 0
+        self._failure: BaseException | None = None
+        self._failed_answers: list[Answer] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -132,14 +158,20 @@ class Engine:
         return self.committed_position
 
     def start(self) -> None:
+        self._writer = JournalWriter(self.journal, lambda: self._queue.put(_WRITTEN))
+        self._writer.start()
         self._thread = threading.Thread(target=self._run, name="marketlog-engine", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Finish every queued and in-flight command, then stop."""
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout)
             self._thread = None
+        if self._writer is not None:
+            self._writer.stop(timeout)
+            self._writer = None
 
     def submit(self, command: Command) -> Future[Outcome]:
         """Queue a command for the engine thread; the future resolves once it is durable."""
@@ -147,43 +179,111 @@ class Engine:
         self._queue.put((command, future))
         return future
 
+    # ------------------------------------------------------------ the pipelined loop
+
     def _run(self) -> None:
         self.collector.take_over()
         try:
             self._serve()
+        except Exception:  # never let the writer thread die silently
+            log.exception("engine thread failed")
+            raise
         finally:
             self.collector.hand_back()
 
     def _serve(self) -> None:
         q = self._queue
+        waiting: deque[Item] = deque()
+        stopping = False
         while True:
+            ready = bool(waiting) and self._in_flight < MAX_IN_FLIGHT and self._failure is None
             try:
-                item = q.get(timeout=IDLE_S)
+                item = q.get_nowait() if ready else q.get(timeout=IDLE_S)
             except queue.Empty:
-                self.collector.when_idle()
-                continue
-            if item is _STOP:
-                return
-            items = [item]
-            stop = False
-            while len(items) < self.batch_max:
+                if not ready:
+                    self.collector.when_idle()
+                    continue
+                item = None
+            while item is not None:  # take everything that has arrived
+                if item is _STOP:
+                    stopping = True
+                elif item is _WRITTEN:
+                    self._take_written()
+                else:
+                    waiting.append(item)
                 try:
-                    nxt = q.get_nowait()
+                    item = q.get_nowait()
                 except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                items.append(nxt)
-            try:
-                self.run_batch(items)
-            except Exception:  # never let the writer thread die silently
-                log.exception("engine cycle failed")
-            self.collector.after_cycle()
-            if stop:
+                    item = None
+            if self._failure is not None and self._in_flight == 0:
+                self._recover_from_failure()
+            if waiting and self._in_flight < MAX_IN_FLIGHT and self._failure is None:
+                batch = [waiting.popleft() for _ in range(min(len(waiting), self.batch_max))]
+                self._decide_and_write(batch)
+                self.collector.after_cycle()
+            if stopping and not waiting and self._in_flight == 0:
                 return
 
-    # ------------------------------------------------------------ one cycle
+    def _write(self, events: list[Any], stage: Stage) -> None:
+        assert self._writer is not None
+        self._in_flight += 1
+        self._writer.write(events, stage)
+
+    def _decide_and_write(self, items: Sequence[Item]) -> None:
+        now = self.clock()
+        events, releases, answers = self._decide_batch(items, now)
+        # Written even when empty: a re-sent order's answer must wait for the batch that
+        # created it, and the writer reports completions in order.
+        self._write(events, Stage("decisions", answers, releases, now, []))
+
+    def _take_written(self) -> None:
+        assert self._writer is not None
+        done = self._writer.done
+        while done:
+            stage, position, error = done.popleft()
+            self._in_flight -= 1
+            if error is not None:
+                self._failure = self._failure or error
+                self._failed_answers.extend(stage.answers)
+                continue
+            if position is not None:
+                self.committed_position = position
+                if self.on_commit is not None:
+                    self.on_commit(position)
+            if stage.kind == "decisions":
+                # Record before release: this batch's decisions are durable now.
+                try:
+                    venue_events = self._venue_step(stage.releases, stage.now)
+                except Exception as exc:  # a venue bug: rebuild from the store, as for a write
+                    log.exception("venue step failed")
+                    self._failure = self._failure or exc
+                    self._failed_answers.extend(stage.answers)
+                    continue
+                # Acknowledgements are taken now, in the only thread that may read orders;
+                # everything they show is written before or with these venue events.
+                outcomes = [o if isinstance(o, Exception) else o.acknowledge()
+                            for _, o, _ in stage.answers]
+                self._write(venue_events, stage._replace(kind="venue", outcomes=outcomes))
+            else:
+                self.batches += 1
+                for (future, _, _), outcome in zip(stage.answers, stage.outcomes, strict=True):
+                    if future is not None:
+                        if isinstance(outcome, Exception):
+                            future.set_exception(outcome)
+                        else:
+                            future.set_result(outcome)
+                if self._end_of_day_in_cycle:
+                    self._end_of_day_in_cycle = False
+                    self.collector.at_end_of_day()
+
+    def _recover_from_failure(self) -> None:
+        assert self._writer is not None and self._failure is not None
+        failure, answers = self._failure, self._failed_answers
+        self._failure, self._failed_answers = None, []
+        self._answer_after_failure(answers, failure)
+        self._writer.resume()
+
+    # ------------------------------------------------------------ one cycle, in order
 
     def execute(self, commands: Iterable[Command]) -> list[Outcome | BaseException]:
         """Run commands as one cycle in the caller's thread (demo, benchmarks, tests)."""
@@ -192,32 +292,18 @@ class Engine:
         return [f.exception() or f.result() for _, f in items]  # type: ignore[union-attr]
 
     def run_batch(self, items: Sequence[Item]) -> None:
-        book, now = self.book, self.clock()
-        events: list[Any] = []
-        releases: list[Release] = []
-        answers: list[Answer] = []
-        for command, future in items:
-            try:
-                outcome: Decision | Exception = self._decide(book, command, now, events, releases)
-            except Exception as exc:  # a bug in one command must not sink the batch
-                log.exception("command failed: %r", command)
-                outcome = exc
-            order = outcome.order if isinstance(outcome, Decision) else None
-            version = order.version if order is not None else 0
-            answers.append((future, outcome, version))
+        now = self.clock()
+        events, releases, answers = self._decide_batch(items, now)
         try:
             if events:
                 self.committed_position = self.journal.append(events)
-            self._venue_events = []
-            self._release(releases, now)
-            if self._venue_events:
-                self.committed_position = self.journal.append(self._venue_events)
+            venue_events = self._venue_step(releases, now)
+            if venue_events:
+                self.committed_position = self.journal.append(venue_events)
         except Exception as exc:
             log.exception("journal append failed; rebuilding from the store")
             self._answer_after_failure(answers, exc)
             return
-        finally:
-            self._venue_events = []
         self.batches += 1
         for future, outcome, _ in answers:
             if future is not None:
@@ -231,7 +317,32 @@ class Engine:
             self._end_of_day_in_cycle = False
             self.collector.at_end_of_day()
 
-    def _answer_after_failure(self, answers: list[Answer], exc: Exception) -> None:
+    def _decide_batch(self, items: Sequence[Item], now: int
+                      ) -> tuple[list[Any], list[Release], list[Answer]]:
+        book = self.book
+        events: list[Any] = []
+        releases: list[Release] = []
+        answers: list[Answer] = []
+        for command, future in items:
+            try:
+                outcome: Decision | Exception = self._decide(book, command, now, events, releases)
+            except Exception as exc:  # a bug in one command must not sink the batch
+                log.exception("command failed: %r", command)
+                outcome = exc
+            order = outcome.order if isinstance(outcome, Decision) else None
+            version = order.version if order is not None else 0
+            answers.append((future, outcome, version))
+        return events, releases, answers
+
+    def _venue_step(self, releases: list[Release], now: int) -> list[Any]:
+        self._venue_events = []
+        try:
+            self._release(releases, now)
+            return self._venue_events
+        finally:
+            self._venue_events = []
+
+    def _answer_after_failure(self, answers: list[Answer], exc: BaseException) -> None:
         delay = 0.05
         while True:
             try:

@@ -33,18 +33,26 @@ def name_of_topic(topic: str) -> str:
     return topic.removeprefix(TOPIC_PREFIX)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
+# Per event type: its field names and the positions of its Decimal fields, so encoding
+# converts decimals to text directly (an orjson ``default`` callback per decimal costs ~1 us).
+_LAYOUT: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    name: (cls._fields, tuple(i for i, f in enumerate(cls._fields) if f in DECIMAL_FIELDS[name]))
+    for name, cls in EVENT_TYPES.items()
+}
 
 
 def encode(event: Any, prev_hash: str) -> bytes:
     """The stored bytes of an event, chained to its predecessor in the global order."""
-    body = event._asdict()
-    body["schema"] = SCHEMA_VERSION[type(event).__name__]
+    name = type(event).__name__
+    fields, decimal_positions = _LAYOUT[name]
+    values = list(event)
+    for i in decimal_positions:
+        if values[i] is not None:
+            values[i] = str(values[i])
+    body = dict(zip(fields, values, strict=True))
+    body["schema"] = SCHEMA_VERSION[name]
     body["prev_hash"] = prev_hash
-    return orjson.dumps(body, default=_default)
+    return orjson.dumps(body)
 
 
 def state_hash(state: bytes) -> str:

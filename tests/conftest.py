@@ -87,8 +87,10 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(
+                # Only our own sessions: an autovacuum worker on the database is a superuser
+                # process we may not terminate (DROP ... WITH (FORCE) cancels it anyway).
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                "WHERE datname = %s AND pid <> pg_backend_pid() AND usename = current_user",
                 (name,),
             )
             conn.execute(

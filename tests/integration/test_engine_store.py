@@ -163,6 +163,22 @@ class FailingJournal(SpyJournal):
         return super().append(events)
 
 
+class FailingDecisionsJournal(SpyJournal):
+    """Raises once, on the ``fail_on``-th append that carries order decisions."""
+
+    def __init__(self, inner: Any, fail_on: int) -> None:
+        super().__init__(inner)
+        self.fail_on = fail_on
+        self.calls = 0
+
+    def append(self, events: Sequence[Any]) -> int:
+        if any(hasattr(e, "client_order_id") for e in events):
+            self.calls += 1
+            if self.calls == self.fail_on:
+                raise OSError("simulated journal failure (disk full)")
+        return super().append(events)
+
+
 class SpyVenue:
     """The real venue, recording what the engine released to it."""
 
@@ -347,6 +363,44 @@ def test_engine_thread_acknowledges_only_durable_orders(backend: Settings,
         assert system.engine.batches <= 300
     finally:
         system.close()
+
+
+def test_pipelined_engine_survives_a_failed_write_with_batches_in_flight(
+        open_system: Systems) -> None:
+    """The engine thread decides batch N+1 while N is written; when a write fails, later
+    batches (decided on top of it) must not be written either, and every answer is durable
+    or NotRecorded."""
+    system = open_system()
+    engine = system.engine
+    engine.batch_max = 10  # many small batches, several in flight at the failure
+    engine.journal = FailingDecisionsJournal(system.store, fail_on=3)
+    engine.start()
+    try:
+        commands = [submit((ALPHA, BETA)[n % 2], f"pipe-{n}", ("buy", "sell")[n % 3 == 0],
+                           1 + n % 7, ("189.00", "189.50", "190.00")[n % 3]) for n in range(200)]
+        futures = [engine.submit(c) for c in commands]
+        results = [f.exception(timeout=60) or f.result() for f in futures]
+    finally:
+        engine.stop()
+    lost = [c for c, r in zip(commands, results, strict=True) if isinstance(r, NotRecorded)]
+    answered = [(c, r) for c, r in zip(commands, results, strict=True) if isinstance(r, Outcome)]
+    assert lost, "the failed write must have cost some batch its durability"
+    assert len(lost) + len(answered) == len(commands)
+    assert engine_state(engine) == recovered_state(system)
+    decisions = [e for _, e in stored_events(system) if hasattr(e, "client_order_id")]
+    by_client_id = {(e.account_id, e.client_order_id): e for e in decisions}
+    assert len(by_client_id) == len(decisions), "no order is journaled twice"
+    for command, outcome in answered:
+        assert (command.account_id, command.client_order_id) in by_client_id
+        assert outcome.order["order_id"] == str(  # type: ignore[index]
+            by_client_id[(command.account_id, command.client_order_id)].order_id)
+    for command in lost:
+        assert (command.account_id, command.client_order_id) not in by_client_id
+    assert system.store.verify().ok
+    # NotRecorded means "safe to resend": they go through now, once each.
+    again = ok(engine.execute(lost))
+    assert {o.kind for o in again} == {"created"}
+    assert engine_state(engine) == recovered_state(system)
 
 
 # ------------------------------------------------------------------ record before release

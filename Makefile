@@ -2,9 +2,10 @@
 #
 #   make test      lint, start services, run the whole pytest suite (what CI runs via .ci/run)
 #   make demo      run the CLI demo
+#   make serve     run the API on MARKETLOG_HOST:MARKETLOG_PORT (default 127.0.0.1:8000)
 #   make bench     start services, run the benchmarks
 #   make services  install/start the local services the tests need (idempotent)
-#   make lint      ruff
+#   make lint      ruff and mypy
 #   make clean     remove ./data (keeps .state/: the generated service passwords)
 
 SHELL := bash
@@ -21,7 +22,7 @@ PG_ENV := .state/postgres.env
 # Export the generated service URLs (MARKETLOG_TEST_PG_URL, ...) into a recipe line.
 LOAD_ENV = set -a; . ./$(PG_ENV); set +a;
 
-.PHONY: venv demo services services-postgres services-kafka test bench lint clean
+.PHONY: venv demo serve services services-postgres services-kafka test bench lint clean
 
 venv: $(STAMP)
 
@@ -48,10 +49,15 @@ services-kafka:
 # --- checks ----------------------------------------------------------------------------------
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: venv services
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(LOAD_ENV) $(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+serve: venv
+	$(VENV)/bin/marketlog serve
 
 bench: venv services
 	$(LOAD_ENV) $(VENV)/bin/python -m bench

@@ -451,7 +451,9 @@ class Engine:
             self._cancel_remainder(order, CancelReason.FOK_UNFILLED, now)
             return
         self._now = now
-        self.venue.match(order, self._on_execution)
+        if not self.venue.match(order, self._on_execution):
+            self._cancel_remainder(order, CancelReason.SELF_TRADE_PREVENTED, now)
+            return
         if order.status in LIVE_STATUSES:
             if tif == TimeInForce.IOC:
                 self._cancel_remainder(order, CancelReason.IOC_REMAINDER, now)

@@ -51,6 +51,9 @@ class CancelReason(StrEnum):
     FOK_UNFILLED = "fok_unfilled"
     MARKET_NO_LIQUIDITY = "market_no_liquidity"
     END_OF_DAY = "end_of_day"
+    # FINRA Rule 5210 / wash trades: an order never trades against the same account's
+    # resting order; the incoming order's remainder is cancelled ("cancel newest").
+    SELF_TRADE_PREVENTED = "self_trade_prevented"
 
 
 ZERO = Decimal(0)

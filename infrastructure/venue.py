@@ -88,15 +88,20 @@ class OrderBook:
     def best_ask(self) -> Decimal | None:
         return self.asks.prices[0] if self.asks.prices else None
 
-    def available(self, side: str, limit: Decimal | None) -> int:
-        """Quantity a taker on ``side`` could execute at ``limit`` (None = market)."""
+    def available(self, side: str, limit: Decimal | None, account_id: str) -> int:
+        """Quantity a taker of ``account_id`` on ``side`` could execute at ``limit`` (None =
+        market): matching stops at the account's own first resting order (self-trade
+        prevention), so counting does too."""
         contra = self.asks if side == Side.BUY else self.bids
         prices = contra.prices if side == Side.BUY else reversed(contra.prices)
         total = 0
         for price in prices:
             if limit is not None and (price > limit if side == Side.BUY else price < limit):
                 break
-            total += sum(e.quantity - e.filled_quantity for e in contra.levels[price])
+            for entry in contra.levels[price]:
+                if isinstance(entry, Order) and entry.account_id == account_id:
+                    return total
+                total += entry.quantity - entry.filled_quantity
         return total
 
 
@@ -107,9 +112,13 @@ class SimulatedVenue:
         self.books = {symbol: OrderBook(symbol) for symbol in instruments}
         self.liquidity = liquidity
 
-    def match(self, order: Order, on_execution: OnExecution) -> None:
+    def match(self, order: Order, on_execution: OnExecution) -> bool:
         """Execute against the contra side, best price first, then time; rest a limit remainder
-        only for DAY/GTC (the engine cancels IOC/FOK/market remainders)."""
+        only for DAY/GTC (the engine cancels IOC/FOK/market remainders).
+
+        Returns False, without resting anything, when the next execution would be against
+        the same account's resting order (self-trade prevention: the engine cancels the
+        remainder of the incoming order)."""
         book = self.books[order.symbol]
         buying = order.side == Side.BUY
         contra = book.asks if buying else book.bids
@@ -120,6 +129,8 @@ class SimulatedVenue:
                 break
             level = contra.levels[price]
             maker = level[0]
+            if isinstance(maker, Order) and maker.account_id == order.account_id:
+                return False
             quantity = min(order.quantity - order.filled_quantity,
                            maker.quantity - maker.filled_quantity)
             if isinstance(maker, LiquidityQuote):
@@ -132,11 +143,13 @@ class SimulatedVenue:
         if (order.quantity > order.filled_quantity and limit is not None
                 and order.time_in_force in ("day", "gtc")):
             (book.bids if buying else book.asks).add(order)
+        return True
 
     def can_fill_completely(self, order: Order) -> bool:
         limit = order.limit_price if order.order_type == OrderType.LIMIT else None
         needed = order.quantity - order.filled_quantity
-        return self.books[order.symbol].available(order.side, limit) >= needed
+        book = self.books[order.symbol]
+        return book.available(order.side, limit, order.account_id) >= needed
 
     def remove(self, order: Order, price: Decimal | None = None) -> bool:
         """Pull a resting order (cancel, or before a replace re-enters it)."""

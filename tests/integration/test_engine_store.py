@@ -285,7 +285,7 @@ def trading_session(engine: Engine) -> dict[str, str]:
         cancel(ids["a-msft-1"]),
         cancel(ids["a-bid-1"]),  # already filled: CancelRejected
         replace(ids["b-big"], quantity=10),  # rejected order: ReplaceRejected
-        submit(GAMMA, "g-buy-3", "buy", 30, "191.00"),  # fills against g-ask-1 (same account)
+        submit(DELTA, "d-buy-3", "buy", 30, "191.00"),  # fills against g-ask-1
     ]))
     return ids
 
@@ -688,3 +688,37 @@ def test_catch_up_applies_every_event_exactly_once(open_system: Systems) -> None
     with system.read_models.connect() as conn:
         late = queries.list_orders(conn, account_id=DELTA, limit=5000)
     assert [o["client_order_id"] for o in late].count("late-1") == 1
+
+
+# ------------------------------------------------------------------ self-trade prevention
+
+
+def test_an_order_never_trades_against_its_own_account(open_system: Systems) -> None:
+    """FINRA 5210 (wash trades): the incoming order's remainder is cancelled, the resting
+    order of the same account stays and still trades with another account."""
+    system = open_system()
+    engine = system.engine
+    own_ask = ok(engine.execute([submit(ALPHA, "ask", "sell", 100, "189.00")]))[0]
+    buy = ok(engine.execute([submit(ALPHA, "bid", "buy", 100, "190.00")]))[0]
+    assert buy.order["status"] == "canceled"  # type: ignore[index]
+    assert buy.order["filled_quantity"] == 0  # type: ignore[index]
+    canceled = [e for _, e in stored_events(system) if type(e).__name__ == "OrderCanceled"]
+    assert [e.reason for e in canceled] == ["self_trade_prevented"]
+    assert resting(engine)["AAPL"]["asks"] == [(Decimal("189.00"), [oid(own_ask)])]
+    other = ok(engine.execute([submit(BETA, "bid", "buy", 100, "190.00")]))[0]
+    assert other.order["status"] == "filled"  # type: ignore[index]
+    assert engine_state(engine) == recovered_state(system)
+
+
+def test_fill_or_kill_counts_no_liquidity_behind_its_own_resting_order(
+        open_system: Systems) -> None:
+    system = open_system()
+    engine = system.engine
+    ok(engine.execute([submit(BETA, "ask-1", "sell", 50, "189.00"),
+                       submit(ALPHA, "ask-2", "sell", 50, "189.00"),
+                       submit(GAMMA, "ask-3", "sell", 50, "189.00")]))
+    fok = ok(engine.execute([submit(ALPHA, "fok", "buy", 100, "190.00", tif="fok")]))[0]
+    # 50 from BETA, then ALPHA's own order stops matching: all or nothing means nothing.
+    assert fok.order["status"] == "canceled"  # type: ignore[index]
+    assert fok.order["filled_quantity"] == 0  # type: ignore[index]
+    assert not [e for _, e in stored_events(system) if type(e).__name__ == "OrderFilled"]

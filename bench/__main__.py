@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                     finally:
                         store.close()
                 label = ("library recorder as shipped" if library
-                         else "typed-array recorder (EventStore default)")
+                         else "binary-COPY recorder (EventStore default)")
                 experiments.append(
                     f"PostgreSQL {label}: {e.orders_per_s:,.0f} orders/s, ack p99 "
                     f"{e.ack_p99_ms:.0f} ms, append p50 {e.append_ms_p50:.1f} ms "

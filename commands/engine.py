@@ -256,6 +256,7 @@ class Engine:
                     venue_events = self._venue_step(stage.releases, stage.now)
                 except Exception as exc:  # a venue bug: rebuild from the store, as for a write
                     log.exception("venue step failed")
+                    self._writer.hold(exc)  # later batches were decided on the broken state
                     self._failure = self._failure or exc
                     self._failed_answers.extend(stage.answers)
                     continue

@@ -14,16 +14,14 @@ so ``pytest -m "not postgres"`` runs the rest without a server.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from infrastructure.settings import Settings
+from tests.pg_databases import throwaway_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PG_ENV_FILE = REPO_ROOT / ".state" / "postgres.env"
@@ -38,11 +36,6 @@ def _read_env_file(path: Path) -> dict[str, str]:
             key, _, value = line.removeprefix("export ").partition("=")
             values[key.strip()] = value.strip().strip("'\"")
     return values
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -79,23 +72,8 @@ def pg_admin_url() -> str:
 @pytest.fixture
 def pg_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh, empty database for this test only; its postgresql:// URL."""
-    name = f"marketlog_t_{secrets.token_hex(4)}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield _with_database(pg_admin_url, name)
-    finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(
-                # Only our own sessions: an autovacuum worker on the database is a superuser
-                # process we may not terminate (DROP ... WITH (FORCE) cancels it anyway).
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid() AND usename = current_user",
-                (name,),
-            )
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database(pg_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(

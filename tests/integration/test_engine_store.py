@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
@@ -32,6 +31,7 @@ from infrastructure.settings import Settings
 from projections import queries
 from projections.rebuild import digest, rebuild
 from projections.runner import ProjectionRunner
+from tests.pg_databases import throwaway_database
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -246,15 +246,8 @@ def fresh_read_url(backend: Settings, tmp_path: Path,
         yield f"sqlite:///{tmp_path / 'replayed.sqlite'}"
         return
     admin: str = request.getfixturevalue("pg_admin_url")
-    name = f"mlreplay_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(admin)._replace(path="/" + name))
-    try:
+    with throwaway_database(admin, "mlreplay") as url:
         yield "postgresql+psycopg://" + url.split("://", 1)[1]
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def trading_session(engine: Engine) -> dict[str, str]:

@@ -23,9 +23,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -38,6 +36,7 @@ from infrastructure.bootstrap import System, bootstrap, build_engine
 from infrastructure.settings import Settings
 from projections.rebuild import digest, rebuild
 from projections.tables import orders_view, positions_view
+from tests.pg_databases import throwaway_database
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -120,22 +119,17 @@ def fresh_settings(backend: Settings, admin_url: str | None,
                    projection_batch: int) -> Iterator[Settings]:
     """A brand-new store (and read models) of the backend's kind for one example."""
     data_dir = Path(tempfile.mkdtemp(prefix="ml-prop-"))
-    database = None
     try:
         update: dict[str, Any] = {"data_dir": data_dir, "database_url": None,
                                   "read_database_url": None,
                                   "projection_batch": projection_batch}
         if backend.uses_postgres:
             assert admin_url
-            database = f"mlprop_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{database}"')
-            update["database_url"] = urlunsplit(urlsplit(admin_url)._replace(path="/" + database))
-        yield backend.model_copy(update=update)
+            with throwaway_database(admin_url, "mlprop") as url:
+                yield backend.model_copy(update={**update, "database_url": url})
+        else:
+            yield backend.model_copy(update=update)
     finally:
-        if database:
-            with psycopg.connect(admin_url, autocommit=True) as conn:  # type: ignore[arg-type]
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -1,0 +1,54 @@
+"""Throwaway PostgreSQL databases: each test gets its own, dropped afterwards."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+@contextmanager
+def throwaway_database(admin_url: str, prefix: str = "marketlog_t") -> Iterator[str]:
+    """A fresh, empty database; yields its postgresql:// URL and drops it afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _retry_in_use(conn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            # Only our own sessions: an autovacuum worker on the database is a superuser
+            # process we may not terminate (DROP ... WITH (FORCE) cancels it anyway).
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid() AND usename = current_user",
+                (name,),
+            )
+            _retry_in_use(
+                conn,
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+            )
+
+
+def _retry_in_use(conn: psycopg.Connection[Any], statement: sql.Composed,
+                  attempts: int = 40) -> None:
+    """CREATE/DROP DATABASE fail while a server process (autovacuum on template1 or on the
+    database) is attached; it leaves within moments, so wait for it rather than flake."""
+    for attempt in range(attempts):
+        try:
+            conn.execute(statement)
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)

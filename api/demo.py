@@ -342,8 +342,45 @@ class CreditHog(Trader):
         return [desk.order(self, symbol, Side.BUY, quantity, price, TimeInForce.GTC)]
 
 
+class BlockDesk(Trader):
+    """Builds firm-wide exposure with large resting GTC bids far below the market until the
+    firm's aggregate limit refuses one — while its own account is still under its own limit
+    (15c3-5(c)(1)(i): the firm-wide check) — then pulls its blocks and starts again."""
+
+    name, account, weight = "bob", "ACC-DELTA", 6
+    notional = Decimal(1_900_000)  # under ACC-DELTA's 2,000,000 max_order_notional
+
+    def __init__(self) -> None:
+        self.blocks: list[UUID] = []
+        self.refused = False
+
+    def act(self, desk: Desk) -> list[Command]:
+        if self.refused:
+            self.refused = False
+            pulled, self.blocks = self.blocks, []
+            return [CancelOrder(order_id=block, actor=self.name, source=Source.DEMO)
+                    for block in pulled]
+        rng = desk.rng
+        below = int(desk.mid_ticks("SPY") * rng.uniform(0.06, 0.08))
+        price = desk.price("SPY", -below)
+        quantity = int(self.notional / price)
+        return [desk.order(self, "SPY", Side.BUY, quantity, price, TimeInForce.GTC)]
+
+    def observe(self, command: Command, outcome: Outcome | BaseException) -> None:
+        if not isinstance(command, SubmitOrder) or not isinstance(outcome, Outcome):
+            return
+        order = outcome.order
+        if order is None:
+            return
+        if order["status"] in LIVE:
+            self.blocks.append(UUID(order["order_id"]))
+        elif order["reject"] and order["reject"]["control"] == "firm_credit":
+            self.refused = True
+
+
 def traders() -> list[Trader]:
-    return [MarketMaker(), Momentum(), FatFinger(), Restricted(), Resender(), CreditHog()]
+    return [MarketMaker(), Momentum(), FatFinger(), Restricted(), Resender(), CreditHog(),
+            BlockDesk()]
 
 
 # --------------------------------------------------------------------------- the result

@@ -309,7 +309,7 @@ def test_market_order_counts_at_the_reference_price_for_credit(client: TestClien
 
 
 def test_firm_credit_limit(backend: Settings, tmp_path: Path) -> None:
-    toml = DEFAULT_TOML.read_text().replace('credit_limit = "250000000"',
+    toml = DEFAULT_TOML.read_text().replace('credit_limit = "40000000"',
                                             'credit_limit = "1500000"', 1)
     assert '"1500000"' in toml
     config = tmp_path / "firm.toml"

@@ -49,7 +49,7 @@ def accounts(cfg: FirmConfig) -> dict[str, Any]:
 
 def test_default_config_loads() -> None:
     cfg = load_config()
-    assert cfg.firm.credit_limit == Decimal("250000000")
+    assert cfg.firm.credit_limit == Decimal("40000000")
     assert cfg.firm.restricted_symbols == frozenset({"RSTR"})
     d = cfg.firm.defaults
     assert (d.max_order_quantity, d.max_order_notional, d.price_collar_pct, d.credit_limit) == (

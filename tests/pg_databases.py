@@ -28,16 +28,15 @@ def throwaway_database(admin_url: str, prefix: str = "marketlog_t") -> Iterator[
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             # Only our own sessions: an autovacuum worker on the database is a superuser
-            # process we may not terminate (DROP ... WITH (FORCE) cancels it anyway).
+            # process we may not terminate, and WITH (FORCE) would try and fail; a plain DROP
+            # asks autovacuum to leave by itself.
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid() AND usename = current_user",
                 (name,),
             )
             _retry_in_use(
-                conn,
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-            )
+                conn, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def _retry_in_use(conn: psycopg.Connection[Any], statement: sql.Composed,

@@ -297,15 +297,15 @@ def rebuild(
     console.print(f"rebuilt the read models from {events:,} events into {_redacted(into)}")
     console.print(f"digest {rebuilt}")
     if compare_live:
-        from infrastructure.bootstrap import bootstrap
+        from infrastructure.bootstrap import open_read_side
 
-        system = bootstrap(settings, start=False)
+        read = open_read_side(settings)
         try:
-            system.projections.catch_up()
-            with system.read_models.connect() as conn:
+            read.projections.catch_up()
+            with read.read_models.connect() as conn:
                 live = digest(conn)
         finally:
-            system.close()
+            read.close()
         console.print(f"live   {live}")
         if live != rebuilt:
             console.print("[red]digests differ[/]: the live read models do not match the log")
@@ -338,19 +338,19 @@ def audit(
 
     The read models are caught up with the log first, so the trail is complete up to now.
     """
-    from infrastructure.bootstrap import bootstrap
+    from infrastructure.bootstrap import open_read_side
     from projections.queries import audit_events
 
     settings = _settings()
     _open_store(settings).close()  # a clear error instead of an empty new store
-    system = bootstrap(settings, start=False)
+    read = open_read_side(settings)
     try:
-        system.projections.catch_up()
-        with system.read_models.connect() as conn:
+        read.projections.catch_up()
+        with read.read_models.connect() as conn:
             events = audit_events(conn, account_id=account, order_id=order, limit=limit,
                                   after=after)
     finally:
-        system.close()
+        read.close()
     console = _console()
     if as_json:
         for event in events:

@@ -21,8 +21,24 @@ from infrastructure.event_store import EventStore
 from infrastructure.ids import id_factory
 from infrastructure.settings import Settings
 from infrastructure.venue import SimulatedVenue, SyntheticLiquidity
+from infrastructure.writer_lock import WriterLock
 from projections.runner import ProjectionRunner
 from projections.schema import migrate
+
+
+@dataclass
+class ReadSide:
+    """The store and the read models without an engine: what queries, audits and replays
+    need, safe to open beside a running engine (it never writes to the store)."""
+
+    settings: Settings
+    store: EventStore
+    read_models: sa.Engine
+    projections: ProjectionRunner
+
+    def close(self) -> None:
+        self.read_models.dispose()
+        self.store.close()
 
 
 @dataclass
@@ -33,6 +49,7 @@ class System:
     engine: Engine
     read_models: sa.Engine
     projections: ProjectionRunner
+    writer_lock: WriterLock
     _threads: bool = field(default=False, repr=False)
 
     def start(self) -> None:
@@ -47,6 +64,7 @@ class System:
             self._threads = False
         self.read_models.dispose()
         self.store.close()
+        self.writer_lock.release()
 
 
 def build_engine(settings: Settings, config: FirmConfig, store: EventStore,
@@ -76,20 +94,32 @@ def read_models_engine(url: str) -> sa.Engine:
     return engine
 
 
-def bootstrap(settings: Settings | None = None, *, start: bool = True,
-              clock: Callable[[], int] = utc_now_ns) -> System:
-    settings = settings or Settings()
-    config = load_config(settings.config_file)
+def open_read_side(settings: Settings) -> ReadSide:
     store = EventStore.open(settings)
-    engine = build_engine(settings, config, store, clock)
     url = settings.read_models_url
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(url)
     read_models = read_models_engine(url)
     runner = ProjectionRunner(read_models, store, settings.projection_batch)
+    return ReadSide(settings, store, read_models, runner)
+
+
+def bootstrap(settings: Settings | None = None, *, start: bool = True,
+              clock: Callable[[], int] = utc_now_ns) -> System:
+    """The whole system, engine included; refuses if another engine writes to the store."""
+    settings = settings or Settings()
+    config = load_config(settings.config_file)
+    lock = WriterLock(settings)
+    try:
+        read = open_read_side(settings)
+        engine = build_engine(settings, config, read.store, clock)
+    except BaseException:
+        lock.release()
+        raise
+    runner = read.projections
     engine.on_commit = lambda _position: runner.notify()
-    system = System(settings, config, store, engine, read_models, runner)
+    system = System(settings, config, read.store, engine, read.read_models, runner, lock)
     if start:
         system.start()
     return system

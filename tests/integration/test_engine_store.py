@@ -25,9 +25,10 @@ from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, Submit
 from commands.outcomes import Outcome
 from domain.events import OrderAccepted, OrderFilled
 from domain.orders import Order
-from infrastructure.bootstrap import System, bootstrap, build_engine
+from infrastructure.bootstrap import System, bootstrap, build_engine, open_read_side
 from infrastructure.codec import state_hash
 from infrastructure.settings import Settings
+from infrastructure.writer_lock import AnotherWriterRunning
 from projections import queries
 from projections.rebuild import digest, rebuild
 from projections.runner import ProjectionRunner
@@ -715,3 +716,20 @@ def test_fill_or_kill_counts_no_liquidity_behind_its_own_resting_order(
     assert fok.order["status"] == "canceled"  # type: ignore[index]
     assert fok.order["filled_quantity"] == 0  # type: ignore[index]
     assert not [e for _, e in stored_events(system) if type(e).__name__ == "OrderFilled"]
+
+
+# ------------------------------------------------------------------ one writer per store
+
+
+def test_a_second_engine_on_the_same_store_is_refused(open_system: Systems) -> None:
+    system = open_system()
+    with pytest.raises(AnotherWriterRunning, match="one engine per store"):
+        open_system()
+    # The read side (queries, audits, replays) opens beside the running engine.
+    read = open_read_side(system.settings)
+    try:
+        assert read.projections.catch_up() == system.store.head_position
+    finally:
+        read.close()
+    again = open_system.restart(system)  # the lock goes with the engine that held it
+    assert again.engine.committed_position == system.store.head_position

@@ -13,29 +13,14 @@ so ``pytest -m "not postgres"`` runs the rest without a server.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from infrastructure.postgres_admin import ADMIN_URL_VAR, STATE_FILE, admin_url, throwaway_database
 from infrastructure.settings import Settings
-from tests.pg_databases import throwaway_database
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PG_ENV_FILE = REPO_ROOT / ".state" / "postgres.env"
-PG_URL_VAR = "MARKETLOG_TEST_PG_URL"
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.removeprefix("export ").partition("=")
-            values[key.strip()] = value.strip().strip("'\"")
-    return values
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,12 +32,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     """postgresql:// URL of the maintenance database ``postgres`` (role may CREATE DATABASE)."""
-    url = os.environ.get(PG_URL_VAR)
-    if not url and PG_ENV_FILE.is_file():
-        url = _read_env_file(PG_ENV_FILE).get(PG_URL_VAR)
+    url = admin_url()
     if not url:
         pytest.fail(
-            f"{PG_URL_VAR} is not set and {PG_ENV_FILE} does not exist. Run `make test`, or "
+            f"{ADMIN_URL_VAR} is not set and {STATE_FILE} does not exist. Run `make test`, or "
             "`bash infrastructure/postgres.sh` and then `set -a; . .state/postgres.env; set +a` "
             "before pytest.",
             pytrace=False,
@@ -62,7 +45,7 @@ def pg_admin_url() -> str:
             conn.execute("SELECT 1")
     except psycopg.OperationalError as exc:
         pytest.fail(
-            f"cannot connect to the test PostgreSQL ({PG_URL_VAR}): {exc}. "
+            f"cannot connect to the test PostgreSQL ({ADMIN_URL_VAR}): {exc}. "
             "Run `bash infrastructure/postgres.sh` (it starts the server and resets the password).",
             pytrace=False,
         )

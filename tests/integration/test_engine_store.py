@@ -27,12 +27,12 @@ from domain.events import OrderAccepted, OrderFilled
 from domain.orders import Order
 from infrastructure.bootstrap import System, bootstrap, build_engine, open_read_side
 from infrastructure.codec import state_hash
+from infrastructure.postgres_admin import throwaway_database
 from infrastructure.settings import Settings
 from infrastructure.writer_lock import AnotherWriterRunning
 from projections import queries
 from projections.rebuild import digest, rebuild
 from projections.runner import ProjectionRunner
-from tests.pg_databases import throwaway_database
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -33,10 +33,10 @@ from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, Submit
 from domain.events import OrderFilled
 from domain.values import ZERO, signed_quantity
 from infrastructure.bootstrap import System, bootstrap, build_engine
+from infrastructure.postgres_admin import throwaway_database
 from infrastructure.settings import Settings
 from projections.rebuild import digest, rebuild
 from projections.tables import orders_view, positions_view
-from tests.pg_databases import throwaway_database
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -1,16 +1,35 @@
-"""Throwaway PostgreSQL databases: each test gets its own, dropped afterwards."""
+"""The local PostgreSQL that infrastructure/postgres.sh provisions, as tests and benchmarks use it:
+its admin URL, and throwaway databases (each test or measurement gets its own, dropped after)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+ADMIN_URL_VAR = "MARKETLOG_TEST_PG_URL"
+STATE_FILE = Path(__file__).resolve().parent.parent / ".state" / "postgres.env"
+
+
+def admin_url() -> str | None:
+    """postgresql:// URL of the maintenance database as the CREATEDB role: from the
+    environment (``make test``/``make bench`` export it), else from .state/postgres.env."""
+    url = os.environ.get(ADMIN_URL_VAR)
+    if url or not STATE_FILE.is_file():
+        return url
+    for raw in STATE_FILE.read_text(encoding="utf-8").splitlines():
+        key, _, value = raw.strip().removeprefix("export ").partition("=")
+        if key.strip() == ADMIN_URL_VAR:
+            return value.strip().strip("'\"")
+    return None
 
 
 def with_database(url: str, name: str) -> str:

@@ -28,12 +28,22 @@ from projections import queries
 router = APIRouter(tags=["orders"])
 
 
+ANSWER_TIMEOUT_S = 30.0
+
+
 async def _run(system: System, command: Command) -> Outcome:
     try:
-        return await asyncio.wrap_future(system.engine.submit(command))
+        return await asyncio.wait_for(asyncio.wrap_future(system.engine.submit(command)),
+                                      ANSWER_TIMEOUT_S)
     except NotRecorded as exc:
         # Nothing of the command is durable; resending it is safe (idempotent by client id).
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    except TimeoutError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the engine did not answer within {ANSWER_TIMEOUT_S:.0f} s; the outcome is unknown: "
+            "resend the same client_order_id to learn it (a resend never orders twice)",
+        ) from exc
 
 
 @router.post(

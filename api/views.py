@@ -98,9 +98,10 @@ def health(system: SystemDep, response: Response) -> dict[str, Any]:
         "ok": runner.last_error is None,
         "last_error": None if runner.last_error is None else str(runner.last_error),
     }
-    healthy = store["ok"] and projections["ok"]
+    engine = {"running": system.engine.running, "committed_position": committed,
+              "batches": system.engine.batches}
+    healthy = store["ok"] and projections["ok"] and engine["running"]
     if not healthy:
         response.status_code = 503
-    return {"status": "ok" if healthy else "degraded", "store": store,
-            "engine": {"committed_position": committed, "batches": system.engine.batches},
+    return {"status": "ok" if healthy else "degraded", "store": store, "engine": engine,
             "projections": projections}

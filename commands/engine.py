@@ -173,6 +173,10 @@ class Engine:
             self._writer.stop(timeout)
             self._writer = None
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def submit(self, command: Command) -> Future[Outcome]:
         """Queue a command for the engine thread; the future resolves once it is durable."""
         future: Future[Outcome] = Future()

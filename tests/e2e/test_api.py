@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api import orders as api_orders
 from api.app import create_app
 from infrastructure.settings import Settings
 
@@ -981,6 +982,20 @@ def test_health(client: TestClient, backend: Settings) -> None:
     client.get("/orders")  # read-your-writes: projections have caught up after a query
     health = client.get("/health").json()
     assert health["projections"] == {"position": 1, "lag": 0, "ok": True, "last_error": None}
+
+
+def test_a_stopped_engine_is_reported_and_orders_get_503_not_a_hang(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = client.app.state.system  # type: ignore[attr-defined]
+    system.engine.stop()
+    r = client.get("/health")
+    assert r.status_code == 503
+    assert r.json()["status"] == "degraded"
+    assert r.json()["engine"]["running"] is False
+    monkeypatch.setattr(api_orders, "ANSWER_TIMEOUT_S", 0.2)
+    r = client.post("/orders", json=new_order(client_order_id="no-engine"))
+    assert r.status_code == 503
+    assert "resend the same client_order_id" in r.json()["detail"]
 
 
 def test_docs_and_openapi(client: TestClient) -> None:

@@ -10,12 +10,14 @@ from commands.models import Identifier
 from infrastructure.bootstrap import System
 
 
-def get_system(request: Request) -> System:
+# Dependencies are ``async def`` although they never await: FastAPI would otherwise run each
+# in its thread pool, two thread hops per request for a dictionary lookup.
+async def get_system(request: Request) -> System:
     system: System = request.app.state.system
     return system
 
 
-def get_actor(
+async def get_actor(
     x_marketlog_user: Annotated[
         Identifier | None,
         Header(description="Who is acting (recorded on every event). Authentication "

@@ -2,7 +2,8 @@
 bench/results/latest.md.
 
 Rows: (1) in-memory decision latency, (2) durable throughput on SQLite and PostgreSQL,
-(3) resident memory per live order, (4) the naive eventsourcing baseline.
+(3) resident memory per live order, (4) the naive eventsourcing baseline, (5) orders through
+the HTTP API.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import decision, durable, naive
+from bench import decision, durable, http, naive
 from bench.conditions import cores, cpu_model, sqlite_settings
 from bench.pg import NoPostgres, admin_url, server_settings, throwaway_database
 from bench.workload import MIX_DESCRIPTION, commands
@@ -49,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="window also run when ack p99 > 10 ms at --window")
     p.add_argument("--batch-max", type=int, default=Settings().batch_max,
                    help="engine batch_max (commands per group commit)")
+    p.add_argument("--http-orders", type=int, default=None,
+                   help="orders per HTTP run (default 10000; quick 3000)")
     p.add_argument("--skip-postgres", action="store_true")
     p.add_argument("--skip-recorder-comparison", action="store_true",
                    help="skip the comparison with the library's recorder as shipped")
@@ -56,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.orders = a.orders or (20_000 if a.quick else 200_000)
     a.memory_orders = a.memory_orders or (200_000 if a.quick else 1_000_000)
     a.naive_orders = a.naive_orders or (1_000 if a.quick else 3_000)
+    a.http_orders = a.http_orders or (3_000 if a.quick else 10_000)
     return a
 
 
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, ...]] = []
 
     # 1. In-memory decision latency ------------------------------------------------
-    log(f"1/4 decision latency: {args.decision_orders:,} orders x {len(decision.MODES)} GC modes")
+    log(f"1/5 decision latency: {args.decision_orders:,} orders x {len(decision.MODES)} GC modes")
     for r in decision.run(args.decision_orders, warmup=20_000):
         ok = r.p50_us <= 8 and r.p99_us <= 20
         rows.append((
@@ -129,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
 
     # 2. Durable throughput ------------------------------------------------------------
-    log(f"2/4 durable: generating {args.orders:,} validated orders")
+    log(f"2/5 durable: generating {args.orders:,} validated orders")
     cmds = commands(args.orders, seed=3)
-    log(f"2/4 durable SQLite, W={args.window}")
+    log(f"2/5 durable SQLite, W={args.window}")
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         store = EventStore.open(Settings(data_dir=Path(tmp)))
         try:
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += durable_rows(r, "SQLite")
     experiments: list[str] = []
     if pg_url:
-        log(f"2/4 durable PostgreSQL, W={args.window}")
+        log(f"2/5 durable PostgreSQL, W={args.window}")
         with throwaway_database(pg_url) as db:
             store = durable.open_pg_store(db)
             try:
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.close()
         rows += durable_rows(r, "PostgreSQL")
         if r.ack_p99_ms > 10:
-            log(f"2/4 durable PostgreSQL, W={args.small_window}")
+            log(f"2/5 durable PostgreSQL, W={args.small_window}")
             with throwaway_database(pg_url) as db:
                 store = durable.open_pg_store(db)
                 try:
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += durable_rows(small, "PostgreSQL")
         if not args.skip_recorder_comparison:
             n = min(args.orders, 40_000)
-            log(f"2/4 experiment: PostgreSQL recorder insert methods, {n:,} orders")
+            log(f"2/5 experiment: PostgreSQL recorder insert methods, {n:,} orders")
             for library in (False, True):
                 with throwaway_database(pg_url) as db:
                     store = durable.open_pg_store(db, library_recorder=library)
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
 
     # 3. Memory per live order (fresh interpreter) ---------------------------------------
-    log(f"3/4 memory: {args.memory_orders:,} live orders (subprocess)")
+    log(f"3/5 memory: {args.memory_orders:,} live orders (subprocess)")
     out = subprocess.run([sys.executable, "-m", "bench.memory", str(args.memory_orders)],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     m = json.loads(out.stdout.strip().splitlines()[-1])
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ))
 
     # 4. Naive baseline ------------------------------------------------------------------
-    log(f"4/4 naive baseline: {args.naive_orders:,} orders per backend")
+    log(f"4/5 naive baseline: {args.naive_orders:,} orders per backend")
     rows.append(("4", f"Naive Application+Aggregate, one save per order, SQLite "
                       f"({args.naive_orders:,})",
                  f"{naive.sqlite(args.naive_orders):,.0f} orders/s", "-", "-"))
@@ -205,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
             rate = naive.postgres(db, args.naive_orders)
         rows.append(("4", f"Naive Application+Aggregate, one save per order, PostgreSQL "
                           f"({args.naive_orders:,})", f"{rate:,.0f} orders/s", "-", "-"))
+
+    # 5. Through HTTP ---------------------------------------------------------------------
+    for concurrency in (8, 64):
+        log(f"5/5 HTTP: {args.http_orders:,} orders, {concurrency} concurrent clients")
+        h = http.run(args.http_orders, concurrency)
+        rows.append((
+            "5", f"POST /orders through uvicorn + FastAPI, SQLite default, {concurrency} "
+                 f"concurrent httpx clients on the same machine ({h.orders:,})",
+            f"{h.orders_per_s:,.0f} orders/s; response p50 {h.p50_ms:.1f} ms, p99 "
+            f"{h.p99_ms:.1f} ms; statuses {dict(sorted(h.statuses.items()))}", "-", "-"))
 
     elapsed = time.perf_counter() - started
     conditions.append(("Run time", f"{elapsed:.0f} s"))

@@ -42,7 +42,10 @@ MIX_DESCRIPTION = (
 
 def bench_config() -> FirmConfig:
     """A firm with limits large enough that only the deliberate rejects reject."""
-    return parse_config({
+    return parse_config(BENCH_CONFIG)
+
+
+BENCH_CONFIG: dict[str, Any] = {
         "firm": {
             "credit_limit": "1000000000000000",
             "restricted_symbols": [RESTRICTED[0]],
@@ -60,7 +63,7 @@ def bench_config() -> FirmConfig:
             for s, p in (*SYMBOLS, RESTRICTED)
         ],
         "accounts": [{"account_id": a, "cash": "100000000"} for a in ACCOUNTS],
-    })
+}
 
 
 @dataclass(frozen=True)

@@ -268,18 +268,25 @@ class Engine:
                 # everything they show is written before or with these venue events.
                 outcomes = [o if isinstance(o, Exception) else o.acknowledge()
                             for _, o, _ in stage.answers]
-                self._write(venue_events, stage._replace(kind="venue", outcomes=outcomes))
+                venue_stage = stage._replace(kind="venue", outcomes=outcomes)
+                if venue_events or self._in_flight:
+                    self._write(venue_events, venue_stage)
+                else:  # nothing to write and nothing ahead of it: durable already
+                    self._acknowledge(venue_stage)
             else:
-                self.batches += 1
-                for (future, _, _), outcome in zip(stage.answers, stage.outcomes, strict=True):
-                    if future is not None:
-                        if isinstance(outcome, Exception):
-                            future.set_exception(outcome)
-                        else:
-                            future.set_result(outcome)
-                if self._end_of_day_in_cycle:
-                    self._end_of_day_in_cycle = False
-                    self.collector.at_end_of_day()
+                self._acknowledge(stage)
+
+    def _acknowledge(self, stage: Stage) -> None:
+        self.batches += 1
+        for (future, _, _), outcome in zip(stage.answers, stage.outcomes, strict=True):
+            if future is not None:
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+        if self._end_of_day_in_cycle:
+            self._end_of_day_in_cycle = False
+            self.collector.at_end_of_day()
 
     def _recover_from_failure(self) -> None:
         assert self._writer is not None and self._failure is not None

@@ -73,8 +73,17 @@ fi
 
 started_here=false
 if [[ "$(cluster_field 4)" != online ]]; then
-    rc=0
-    out=$(pgctl "$VER" "$CLUSTER" start 2>&1) || rc=$?
+    # A few tries: right after a server was killed its socket lock file can outlive it for a
+    # moment ("lock file ... already exists"); the next try finds it stale and starts.
+    for attempt in 1 2 3 4 5 6; do
+        rc=0
+        out=$(pgctl "$VER" "$CLUSTER" start 2>&1) || rc=$?
+        if (( rc == 0 || rc == 2 )) || grep -q "already running" <<<"$out"; then
+            break
+        fi
+        log "start attempt $attempt failed (exit $rc); retrying"
+        sleep 2
+    done
     if (( rc == 0 )); then
         started_here=true
         actions+=("started $VER/$CLUSTER")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -150,34 +150,26 @@ class SpyJournal:
 
 
 class FailingJournal(SpyJournal):
-    """Raises on the ``fail_on``-th append (1-based), once; otherwise the real store."""
+    """Raises once, on the ``fail_on``-th append (1-based) that ``counts``; otherwise the real
+    store. By default every append counts."""
 
-    def __init__(self, inner: Any, fail_on: int) -> None:
+    def __init__(self, inner: Any, fail_on: int,
+                 counts: Callable[[Sequence[Any]], bool] = lambda _events: True) -> None:
         super().__init__(inner)
         self.fail_on = fail_on
+        self.counts = counts
         self.calls = 0
 
     def append(self, events: Sequence[Any]) -> int:
-        self.calls += 1
-        if self.calls == self.fail_on:
-            raise OSError("simulated journal failure (disk full)")
-        return super().append(events)
-
-
-class FailingDecisionsJournal(SpyJournal):
-    """Raises once, on the ``fail_on``-th append that carries order decisions."""
-
-    def __init__(self, inner: Any, fail_on: int) -> None:
-        super().__init__(inner)
-        self.fail_on = fail_on
-        self.calls = 0
-
-    def append(self, events: Sequence[Any]) -> int:
-        if any(hasattr(e, "client_order_id") for e in events):
+        if self.counts(events):
             self.calls += 1
             if self.calls == self.fail_on:
                 raise OSError("simulated journal failure (disk full)")
         return super().append(events)
+
+
+def carries_decisions(events: Sequence[Any]) -> bool:
+    return any(hasattr(e, "client_order_id") for e in events)
 
 
 class SpyVenue:
@@ -367,7 +359,7 @@ def test_pipelined_engine_survives_a_failed_write_with_batches_in_flight(
     system = open_system()
     engine = system.engine
     engine.batch_max = 10  # many small batches, several in flight at the failure
-    engine.journal = FailingDecisionsJournal(system.store, fail_on=3)
+    engine.journal = FailingJournal(system.store, fail_on=3, counts=carries_decisions)
     engine.start()
     try:
         commands = [submit((ALPHA, BETA)[n % 2], f"pipe-{n}", ("buy", "sell")[n % 3 == 0],

@@ -8,8 +8,28 @@ from typing import Any, Protocol
 from domain.orders import Order
 
 
+class StoreHalted(Exception):
+    """The store refuses every further append from this engine; recovery cannot help.
+
+    Unlike a failed write (a database outage, retried by rebuilding from the store), this
+    is terminal for the engine process: it stops writing and reports why in ``/health``.
+    """
+
+
+class WriterFenced(StoreHalted):
+    """Another engine has claimed the store (ARCHITECTURE rule 3: one writer per store)."""
+
+
+class ChainBroken(StoreHalted):
+    """The stored hash chain no longer verifies: appending would extend a tampered log."""
+
+
 class Journal(Protocol):
-    """Durable, ordered event store; ``append`` is one transaction."""
+    """Durable, ordered event store; ``append`` is one transaction.
+
+    Every event's first two fields are its aggregate id (a UUID) and that aggregate's
+    version: the store records them as the originator id and version.
+    """
 
     def append(self, events: Sequence[Any]) -> int: ...
 

@@ -29,12 +29,28 @@ def topic_of(event: Any) -> str:
     return TOPIC_PREFIX + type(event).__name__
 
 
+def originator_of(event: Any) -> tuple[UUID, int]:
+    """(aggregate id, aggregate version): by convention every event's first two fields."""
+    return event[0], event[1]
+
+
 def name_of_topic(topic: str) -> str:
     return topic.removeprefix(TOPIC_PREFIX)
 
 
 # Per event type: its field names and the positions of its Decimal fields, so encoding
 # converts decimals to text directly (an orjson ``default`` callback per decimal costs ~1 us).
+def _fields_annotated(cls: type, test: Callable[[str], bool]) -> tuple[str, ...]:
+    # Annotations are forward references (``from __future__ import annotations``).
+    return tuple(f for f, t in cls.__annotations__.items()
+                 if test(getattr(t, "__forward_arg__", str(t))))
+
+
+UUID_FIELDS = {name: _fields_annotated(cls, lambda t: "UUID" in t)
+               for name, cls in EVENT_TYPES.items()}
+TUPLE_FIELDS = {name: _fields_annotated(cls, lambda t: t.startswith("tuple"))
+                for name, cls in EVENT_TYPES.items()}
+
 _LAYOUT: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     name: (cls._fields, tuple(i for i, f in enumerate(cls._fields) if f in DECIMAL_FIELDS[name]))
     for name, cls in EVENT_TYPES.items()
@@ -81,11 +97,23 @@ def event_from_body(name: str, body: dict[str, Any]) -> Any:
     body = dict(body)
     body.pop("schema", None)
     body.pop("prev_hash", None)
-    body["order_id"] = UUID(body["order_id"])
+    for field in UUID_FIELDS[name]:
+        value = body[field]
+        if value is not None:
+            body[field] = UUID(value)
     for field in DECIMAL_FIELDS[name]:
         value = body[field]
         if value is not None:
             body[field] = Decimal(value)
-    if "checks" in body:
-        body["checks"] = tuple(body["checks"])
+    for field in TUPLE_FIELDS[name]:
+        value = body[field]
+        if value is not None:
+            body[field] = _frozen(value)
     return cls(**body)
+
+
+def _frozen(value: Any) -> Any:
+    """JSON arrays back to (nested) tuples: events are deeply immutable."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value

@@ -20,7 +20,14 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg.sql import SQL, Identifier, Literal
 
-from infrastructure.codec import GENESIS_HASH, decode, encode, state_hash, topic_of
+from infrastructure.codec import (
+    GENESIS_HASH,
+    decode,
+    encode,
+    originator_of,
+    state_hash,
+    topic_of,
+)
 from infrastructure.settings import Settings
 
 EVENTS_TABLE = "stored_events"
@@ -154,7 +161,7 @@ class EventStore:
         stored = []
         for event in events:
             state = encode(event, prev)
-            stored.append(StoredEvent(event.order_id, event.version, topic_of(event), state))
+            stored.append(StoredEvent(*originator_of(event), topic_of(event), state))
             prev = state_hash(state)
         ids = self.recorder.insert_events(stored)
         assert ids, "the application recorder returns notification ids"

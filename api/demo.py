@@ -22,7 +22,9 @@ Everything the traders decide comes from ``random.Random(seed)`` and from the ve
 seeded liquidity provider, so a seed replays the same session on a fresh store (timestamps
 aside: the engine's clock is real time; a session added to an existing log draws from the
 seed and the log's length). Commands run in cycles of 50-200 through ``Engine.execute``
-(one group commit each, in this thread). The session ends with an ``EndOfDay``; the read
+(one group commit each, in this thread). The session is a trading day: it opens (the
+calendar's date, or the day after the last closed one when the demo is added to a log with
+``--keep``) and ends with a ``CloseTradingDay`` that expires the DAY orders; the read
 models are then caught up and the summary is read from them.
 """
 
@@ -33,13 +35,21 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
-from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, SubmitOrder
+from commands.models import (
+    CancelOrder,
+    CloseTradingDay,
+    Command,
+    OpenTradingDay,
+    ReplaceOrder,
+    SubmitOrder,
+)
 from commands.outcomes import Outcome
 from domain.controls import NEW_ORDER_CONTROLS
 from domain.values import OrderStatus, OrderType, Side, Source, TimeInForce
@@ -437,10 +447,14 @@ def unbreachable_controls(config: FirmConfig) -> dict[str, str]:
     """Controls no order can breach under this configuration, and why."""
     accounts = config.new_accounts()
     total = sum((a.credit_limit for a in accounts), Decimal(0))
+    found = {
+        "session": "the demo trades inside the trading day it opens",
+        "stale_reference": "the venue's liquidity provider prints throughout the session",
+    }
     if accounts and total <= config.firm.credit_limit:
-        return {"firm_credit": f"firm credit limit {config.firm.credit_limit} is at least the sum "
-                               f"of the account credit limits ({total})"}
-    return {}
+        found["firm_credit"] = (f"firm credit limit {config.firm.credit_limit} is at least the "
+                                f"sum of the account credit limits ({total})")
+    return found
 
 
 # --------------------------------------------------------------------------- running
@@ -475,6 +489,9 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
     sent = commands = cycles = 0
 
     started = time.perf_counter()
+    opening = _open_day(system)
+    if opening is not None:
+        errors.append(opening)
     while sent < orders:
         size = rng.randint(*CYCLE_SIZE)
         batch: list[tuple[Trader, Command]] = []
@@ -497,13 +514,14 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
         if progress is not None:
             progress(sent, orders)
 
-    close = engine.execute([EndOfDay(actor=SESSION_ACTOR, source=Source.DEMO)])[0]
+    close = engine.execute([CloseTradingDay(actor=SESSION_ACTOR, source=Source.DEMO,
+                                            reason="demo session ends")])[0]
     cycles += 1
     commands += 1
-    if isinstance(close, Outcome):
-        outcomes["end_of_day_canceled"] += (close.detail or {}).get("canceled", 0)
+    if isinstance(close, Outcome) and close.kind == "done":
+        outcomes["end_of_day_canceled"] += (close.detail or {}).get("expiring_orders", 0)
     else:
-        errors.append(f"EndOfDay: {close!r}")
+        errors.append(f"CloseTradingDay: {close!r}")
     trading_seconds = time.perf_counter() - started
 
     caught_up = time.perf_counter()
@@ -533,6 +551,25 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
                      or settings.database_url
                      else str((settings.data_dir / "read_models.sqlite").resolve())),
         errors=errors)
+
+
+def _open_day(system: System) -> str | None:
+    """Open the session's trading day unless one is open: today's date, or the day after the
+    last closed one (a demo added with --keep to a log whose today is already closed)."""
+    system.engine.execute([])  # the calendar's own opening, if one is due
+    book = system.engine.book
+    if book.day.is_open:
+        return None
+    today = system.engine.context.trading_date(utc_now_ns())
+    last = book.day.last_closed_date
+    if last is not None and today <= last:
+        today = (date.fromisoformat(last) + timedelta(days=1)).isoformat()
+    opened = system.engine.execute([OpenTradingDay(
+        actor=SESSION_ACTOR, source=Source.DEMO, trading_date=today,
+        reason="demo session")])[0]
+    if isinstance(opened, Outcome) and opened.kind == "done":
+        return None
+    return f"OpenTradingDay: {opened!r}"
 
 
 def _classify(command: Command, outcome: Outcome | BaseException) -> str:

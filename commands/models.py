@@ -77,8 +77,33 @@ class ReplaceOrder(ReplaceFields, Acting):
     order_id: UUID
 
 
-class EndOfDay(Acting):
-    """Cancel every live DAY order (the session's close)."""
+TradingDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$",
+                                   description="ISO date, e.g. 2026-11-26")]
+Reason = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-Command = SubmitOrder | CancelOrder | ReplaceOrder | EndOfDay
+class OpenTradingDay(Acting):
+    """Open a trading day: exposure restarts from the orders carried over (GTC).
+
+    Sent by the engine's schedule (actor ``system``) or by an operator. Without a date, the
+    calendar's date of the moment it is decided.
+    """
+
+    trading_date: TradingDate | None = None
+    reason: Reason = "operator"
+    close_at_ns: int | None = Field(None, description="scheduled close, epoch ns (UTC)")
+
+
+class CloseTradingDay(Acting):
+    """Close the trading day: DAY orders expire (each cancel confirmed by the venue)."""
+
+    reason: Reason = "operator"
+
+
+class TakeSnapshot(Acting):
+    """Store a snapshot of the book of record (restart replays only the log after it)."""
+
+
+Command = SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTradingDay | TakeSnapshot
+# Commands that need the venue and the book in step (no batch in flight) to be decided.
+BARRIERS = (OpenTradingDay, CloseTradingDay, TakeSnapshot)

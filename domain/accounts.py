@@ -1,11 +1,68 @@
-"""Accounts: cash, credit limit (in their risk limits), positions and entered exposure."""
+"""Accounts: cash, limits, positions and the trading day's entered exposure."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from domain.limits import RiskLimits
-from domain.values import ZERO
+from domain.values import ZERO, ExposureMode, Side
+
+
+class Exposure:
+    """Notional entered today, by side: open leaves at their exposure price plus fills.
+
+    15c3-5(c)(1)(i): orders *entered* count, not only executions. Kept by side so the day's
+    recorded mode can count it gross or net (``domain.values.ExposureMode``).
+    """
+
+    __slots__ = ("buy_entered", "buy_filled", "sell_entered", "sell_filled")
+
+    def __init__(self) -> None:
+        self.buy_entered = ZERO
+        self.sell_entered = ZERO
+        self.buy_filled = ZERO
+        self.sell_filled = ZERO
+
+    def value(self, mode: str) -> Decimal:
+        if mode == ExposureMode.GROSS:
+            return self.buy_entered + self.sell_entered
+        return max(self.buy_entered - self.sell_filled, self.sell_entered - self.buy_filled)
+
+    def value_with(self, mode: str, side: str, added: Decimal) -> Decimal:
+        """The value if ``added`` more notional were entered on ``side``."""
+        if mode == ExposureMode.GROSS:
+            return self.buy_entered + self.sell_entered + added
+        if side == Side.BUY:
+            return max(self.buy_entered + added - self.sell_filled,
+                       self.sell_entered - self.buy_filled)
+        return max(self.buy_entered - self.sell_filled,
+                   self.sell_entered + added - self.buy_filled)
+
+    def enter(self, side: str, notional: Decimal) -> None:
+        if side == Side.BUY:
+            self.buy_entered += notional
+        else:
+            self.sell_entered += notional
+
+    def fill(self, side: str, fill_notional: Decimal, released: Decimal) -> None:
+        """A fill replaces ``released`` of open exposure with its own notional."""
+        if side == Side.BUY:
+            self.buy_entered += fill_notional - released
+            self.buy_filled += fill_notional
+        else:
+            self.sell_entered += fill_notional - released
+            self.sell_filled += fill_notional
+
+    def reset(self) -> None:
+        self.buy_entered = self.sell_entered = self.buy_filled = self.sell_filled = ZERO
+
+    def state(self) -> list[str]:
+        return [str(self.buy_entered), str(self.sell_entered), str(self.buy_filled),
+                str(self.sell_filled)]
+
+    def restore(self, state: list[str]) -> None:
+        self.buy_entered, self.sell_entered, self.buy_filled, self.sell_filled = (
+            Decimal(v) for v in state)
 
 
 class Account:
@@ -23,9 +80,7 @@ class Account:
         self.cash = cash
         self.restricted_symbols = restricted_symbols
         self.positions: dict[str, int] = {}
-        # 15c3-5(c)(1)(i): notional of orders *entered* today (open leaves + executions),
-        # not only executions.
-        self.exposure = ZERO
+        self.exposure = Exposure()
 
     @property
     def credit_limit(self) -> Decimal:

@@ -1,9 +1,18 @@
-"""The firm's book of record: instruments, accounts, orders and the pre-trade decisions.
+"""The firm's book of record: instruments, accounts, orders, the trading day and the
+pre-trade decisions.
 
 One instance is owned by one engine thread (single writer, ARCHITECTURE rule 3). Every
 decision method builds an event and then applies it through ``apply`` — the same path a
 restart uses to rebuild this state from the journal, so live and replayed state cannot
 drift apart.
+
+Cancels and replaces are requests (``CancelRequested``, ``ReplaceRequested``) that take
+effect only when the venue confirms them in log order (``confirm_cancel``,
+``confirm_replace``): until then the order trades on its current terms, so the venue and
+the book never disagree about what may trade (ARCHITECTURE rule 10).
+
+Memory does not grow with history: a finished order leaves ``orders`` and only a frozen
+``OrderSnapshot`` stays, for idempotent resends, during its trading day and the next.
 """
 
 from __future__ import annotations
@@ -14,30 +23,57 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from domain import controls as c
-from domain.accounts import Account
-from domain.controls import NEW_ORDER_CONTROLS, REPLACE_CONTROLS
+from domain import controls as ctl
+from domain.accounts import Account, Exposure
+from domain.controls import NEW_ORDER, NEW_ORDER_CONTROLS, REPLACE, REPLACE_CONTROLS, Candidate
 from domain.events import (
+    BookSnapshotTaken,
     CancelRejected,
+    CancelRequested,
+    EngineRecovered,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
     ReplaceRejected,
+    ReplaceRequested,
+    TradingDayClosed,
+    TradingDayOpened,
 )
 from domain.instruments import Instrument
-from domain.lifecycle import LIVE_STATUSES, transition
+from domain.lifecycle import FINISHED_STATUSES, LIVE_STATUSES, action_of, transition
 from domain.limits import FirmLimits
-from domain.orders import Order
-from domain.values import ZERO, CancelReason, OrderType, Side, TimeInForce
+from domain.orders import Order, OrderSnapshot, PendingReplace
+from domain.reference_prices import OUTSIDE_PARTICIPANT, MarketTape, ReferencePrices
+from domain.trading_day import TradingDay, day_id
+from domain.values import (
+    CancelReason,
+    OrderStatus,
+    RequestStage,
+    Side,
+    Source,
+    TimeInForce,
+)
 
 VENUE_ACTOR = "venue"
-VENUE_SOURCE = "venue"
+VENUE_SOURCE = Source.VENUE
+SYSTEM_ACTOR = "system"
 # Counterparty recorded on fills against the venue's own liquidity, not a firm order.
-LIQUIDITY_PROVIDER = "venue:liquidity-provider"
+LIQUIDITY_PROVIDER = OUTSIDE_PARTICIPANT + "liquidity-provider"
 
 DuplicateKey = tuple[str, str, str, int, Decimal | None]
+ClientKey = tuple[str, str]
+
+
+class DayError(Exception):
+    """A trading-day transition the book's state does not allow (nothing recorded)."""
+
+
+def loses_priority(old_price: Decimal | None, old_quantity: int,
+                   new_price: Decimal | None, new_quantity: int) -> bool:
+    """Time priority is lost by a new price or a larger size (one rule: venue and book)."""
+    return new_price != old_price or new_quantity > old_quantity
 
 
 class BookOfRecord:
@@ -46,15 +82,25 @@ class BookOfRecord:
         instruments: Iterable[Instrument],
         accounts: Iterable[Account],
         firm: FirmLimits,
+        references: ReferencePrices | None = None,
     ) -> None:
         self.instruments = {i.symbol: i for i in instruments}
         self.accounts = {a.account_id: a for a in accounts}
         self.firm = firm
-        self.orders: dict[UUID, Order] = {}
-        self.by_client_id: dict[tuple[str, str], Order] = {}
-        self.last_trade: dict[str, Decimal] = {}
-        self.firm_exposure = ZERO
+        self.orders: dict[UUID, Order] = {}  # live orders (and those finishing this cycle)
+        self.by_client_id: dict[ClientKey, Order | OrderSnapshot] = {}
+        self.finished: dict[UUID, OrderSnapshot] = {}
+        # Finished orders by the trading day they finished in: today's, and the day before's.
+        self._finished_today: list[tuple[ClientKey, UUID]] = []
+        self._finished_before: list[tuple[ClientKey, UUID]] = []
+        self.tape = MarketTape()
+        self.references: ReferencePrices = references if references is not None else self.tape
+        self.firm_exposure = Exposure()
+        self.day = TradingDay()
+        self.last_closes: dict[str, Decimal] = {}  # from the last TradingDayClosed
         self.events_applied = 0
+        self.priority_seq = 0
+        self.request_seq = 0
         self._recent: dict[DuplicateKey, int] = {}
         self._recent_queue: deque[tuple[int, DuplicateKey]] = deque()
         self._max_window_ns = max(
@@ -65,24 +111,47 @@ class BookOfRecord:
             OrderAccepted: self._on_accepted,
             OrderRejected: self._on_rejected,
             OrderFilled: self._on_filled,
+            CancelRequested: self._on_cancel_requested,
             OrderCanceled: self._on_canceled,
+            CancelRejected: self._on_cancel_rejected,
+            ReplaceRequested: self._on_replace_requested,
             OrderReplaced: self._on_replaced,
-            ReplaceRejected: self._on_version_only,
-            CancelRejected: self._on_version_only,
+            ReplaceRejected: self._on_replace_rejected,
+            TradingDayOpened: self._on_day_opened,
+            TradingDayClosed: self._on_day_closed,
+            EngineRecovered: self._on_bookkeeping,
+            BookSnapshotTaken: self._on_bookkeeping,
         }
 
     # ------------------------------------------------------------------ queries
 
     def reference_price(self, symbol: str) -> Decimal | None:
-        """Last trade, else the previous close; None when neither exists."""
-        last = self.last_trade.get(symbol)
-        if last is not None:
-            return last
-        instrument = self.instruments.get(symbol)
-        return instrument.reference_price if instrument else None
+        reference = self.references.reference(symbol)
+        return None if reference is None else reference.price
 
-    def find(self, account_id: str, client_order_id: str) -> Order | None:
+    def find(self, account_id: str, client_order_id: str) -> Order | OrderSnapshot | None:
         return self.by_client_id.get((account_id, client_order_id))
+
+    def lookup(self, order_id: UUID) -> Order | OrderSnapshot | None:
+        order = self.orders.get(order_id)
+        return order if order is not None else self.finished.get(order_id)
+
+    def live_orders(self) -> list[Order]:
+        """Live orders in venue time priority (the order a restart re-releases them in)."""
+        return sorted((o for o in self.orders.values() if o.status in LIVE_STATUSES),
+                      key=_priority)
+
+    def exposure(self, account_id: str) -> Decimal:
+        return self.accounts[account_id].exposure.value(self.day.exposure_mode)
+
+    def firm_exposure_value(self) -> Decimal:
+        return self.firm_exposure.value(self.day.exposure_mode)
+
+    def recent_order_ns(self, account_id: str, symbol: str, side: str, quantity: int,
+                        limit_price: Decimal | None) -> int | None:
+        """When the same order was last accepted (entries older than the longest window
+        leave as later acceptances are applied, live and in replay alike)."""
+        return self._recent.get((account_id, symbol, side, quantity, limit_price))
 
     # ---------------------------------------------------------------- decisions
 
@@ -102,138 +171,89 @@ class BookOfRecord:
         now_ns: int,
     ) -> OrderAccepted | OrderRejected:
         """Run every pre-trade control on a new order; the first failure rejects it."""
-        head = (order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id,
-                side, quantity, order_type, limit_price, time_in_force)
-        account = self.accounts.get(account_id)
-        if account is None:
-            return self._reject(head, 0, ("configured account", account_id), None, None, 0)
-        limits = account.limits
-        version = limits.version
-        instrument = self.instruments.get(symbol)
-        if instrument is None:
-            return self._reject(head, 1, ("listed instrument", symbol), None, None, version)
-        if symbol in self.firm.restricted_symbols or symbol in account.restricted_symbols:
-            f = c.restricted(symbol, self.firm.restricted_symbols, account.restricted_symbols)
-            return self._reject(head, 2, f, None, None, version)  # type: ignore[arg-type]
-        f = c.lot_size(quantity, instrument.lot_size)
-        if f:
-            return self._reject(head, 3, f, None, None, version)
-        f = c.tick_size(limit_price, instrument.tick_size)
-        if f:
-            return self._reject(head, 4, f, None, None, version)
-        f = c.max_quantity(quantity, limits.max_order_quantity)
-        if f:
-            return self._reject(head, 5, f, None, None, version)
-        last = self.last_trade.get(symbol)
-        reference = instrument.reference_price if last is None else last
-        f = c.price_collar(limit_price, reference, limits.price_collar_pct)
-        if f:
-            return self._reject(head, 6, f, reference, None, version)
-        assert reference is not None
-        exposure_price = reference if limit_price is None else limit_price
-        notional = exposure_price * quantity
-        f = c.max_notional(notional, limits.max_order_notional)
-        if f:
-            return self._reject(head, 7, f, reference, None, version)
-        key = (account_id, symbol, side, quantity, limit_price)
-        queue = self._recent_queue
-        if queue and queue[0][0] <= now_ns - self._max_window_ns:
-            self._forget_before(now_ns - self._max_window_ns)
-        f = c.duplicate(self._recent.get(key), now_ns, limits.duplicate_window_ns)
-        if f:
-            return self._reject(head, 8, f, reference, None, version)
-        exposure_before = account.exposure
-        f = c.credit(exposure_before, notional, limits.credit_limit)
-        if f:
-            return self._reject(head, 9, f, reference, exposure_before, version)
-        f = c.credit(self.firm_exposure, notional, self.firm.credit_limit)
-        if f:
-            return self._reject(head, 10, f, reference, exposure_before, version)
-        event = OrderAccepted(*head, reference, exposure_price, exposure_before,
-                              self.firm_exposure, version, limits.record, NEW_ORDER_CONTROLS)
+        c = Candidate(self, account_id, symbol, side, quantity, order_type, limit_price, now_ns)
+        index, failure, ran = ctl.run(NEW_ORDER, NEW_ORDER_CONTROLS, c)
+        reference = c.reference
+        date = self.day.date
+        if failure is not None:
+            event: OrderAccepted | OrderRejected = OrderRejected(
+                order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id,
+                side, quantity, order_type, limit_price, time_in_force,
+                NEW_ORDER_CONTROLS[index], failure[0], failure[1],
+                None if reference is None else reference.price,
+                None if reference is None else reference.source,
+                None if reference is None else reference.as_of_ns,
+                c.exposure_before, 0 if c.limits is None else c.limits.version, ran, date)
+            self._on_rejected(event)  # type: ignore[arg-type]
+            return event
+        assert reference is not None and c.price is not None and date is not None
+        assert c.exposure_before is not None and c.firm_before is not None
+        limits = c.limits
+        event = OrderAccepted(
+            order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id, side,
+            quantity, order_type, limit_price, time_in_force, reference.price,
+            reference.source, reference.as_of_ns, c.protection_price, c.price,
+            c.exposure_before, c.firm_before, limits.version, limits.record, ran, date)
         self._on_accepted(event)
         return event
 
-    def _reject(self, head: tuple[Any, ...], index: int, failure: tuple[str, str],
-                reference: Decimal | None, exposure: Decimal | None,
-                version: int) -> OrderRejected:
-        event = OrderRejected(*head, NEW_ORDER_CONTROLS[index], failure[0],  # type: ignore[call-arg]
-                              failure[1], reference, exposure, version,
-                              NEW_ORDER_CONTROLS[:index])
-        self._on_rejected(event)
-        return event
-
-    def cancel(
-        self, order: Order, actor: str, source: str, now_ns: int,
-        reason: str = CancelReason.REQUESTED,
-    ) -> OrderCanceled | CancelRejected:
-        if order.status not in LIVE_STATUSES:
-            event: OrderCanceled | CancelRejected = CancelRejected(
-                order.order_id, order.version + 1, now_ns, actor, source, order.account_id,
-                order.symbol, f"order is {order.status}", str(order.status))
+    def request_cancel(self, order: Order | OrderSnapshot, actor: str, source: str,
+                       now_ns: int, reason: str = CancelReason.REQUESTED
+                       ) -> CancelRequested | CancelRejected:
+        status = order.status
+        if status in FINISHED_STATUSES or status == OrderStatus.PENDING_CANCEL:
+            why = ("cancel already pending" if status == OrderStatus.PENDING_CANCEL
+                   else f"order is {status}")
+            event: CancelRequested | CancelRejected = CancelRejected(
+                order.order_id, self._version(order) + 1, now_ns, actor, source, order.account_id,
+                order.symbol, why, str(status), RequestStage.REQUEST)
         else:
-            event = OrderCanceled(order.order_id, order.version + 1, now_ns, actor, source,
-                                  order.account_id, order.symbol, order.leaves_quantity, reason)
+            event = CancelRequested(order.order_id, order.version + 1, now_ns, actor, source,
+                                    order.account_id, order.symbol, reason)
         self.apply(event)
         return event
 
-    def replace(
-        self, order: Order, quantity: int | None, limit_price: Decimal | None,
+    def request_replace(
+        self, order: Order | OrderSnapshot, quantity: int | None, limit_price: Decimal | None,
         actor: str, source: str, now_ns: int,
-    ) -> OrderReplaced | ReplaceRejected:
-        """Run the controls again on the order as it would be after the replace."""
+    ) -> ReplaceRequested | ReplaceRejected:
+        """Run every control a replace can affect on the order as it would be after it."""
         new_quantity = order.quantity if quantity is None else quantity
         new_price = order.limit_price if limit_price is None else limit_price
-
-        def reject(control: str, threshold: str, observed: str) -> ReplaceRejected:
-            event = ReplaceRejected(order.order_id, order.version + 1, now_ns, actor, source,
-                                    order.account_id, order.symbol, quantity, limit_price,
-                                    control, threshold, observed)
-            self.apply(event)
-            return event
-
-        if order.status not in LIVE_STATUSES:
-            return reject("order_status", "live order", str(order.status))
-        if order.order_type != OrderType.LIMIT:
-            return reject("order_type", "limit order", str(order.order_type))
-        if new_quantity <= order.filled_quantity:
-            return reject("min_quantity", f"> {order.filled_quantity} filled",
-                          str(new_quantity))
+        if isinstance(order, OrderSnapshot):  # finished and out of memory: too late
+            return self._refuse_replace(order, quantity, limit_price, actor, source, now_ns,
+                                        "order_status", ("live order", str(order.status)))
+        c = Candidate(self, order.account_id, order.symbol, order.side, new_quantity,
+                      order.order_type, new_price, now_ns, order)
         account = self.accounts[order.account_id]
-        limits = account.limits
-        instrument = self.instruments[order.symbol]
-        for name, f in (
-            ("lot_size", c.lot_size(new_quantity, instrument.lot_size)),
-            ("tick_size", c.tick_size(new_price, instrument.tick_size)),
-            ("max_qty", c.max_quantity(new_quantity, limits.max_order_quantity)),
-        ):
-            if f:
-                return reject(name, *f)
-        reference = self.reference_price(order.symbol)
-        f = c.price_collar(new_price, reference, limits.price_collar_pct)
-        if f:
-            return reject("price_collar", *f)
-        assert reference is not None and new_price is not None
-        f = c.max_notional(new_price * new_quantity, limits.max_order_notional)
-        if f:
-            return reject("max_notional", *f)
-        old_leaves = order.quantity - order.filled_quantity
-        new_leaves = new_quantity - order.filled_quantity
-        delta = new_price * new_leaves - order.exposure_price * old_leaves
-        exposure_before = account.exposure
-        if delta > 0:  # reducing exposure is always allowed, even above a lowered limit
-            f = c.credit(exposure_before, delta, limits.credit_limit)
-            if f:
-                return reject("credit", *f)
-            f = c.credit(self.firm_exposure, delta, self.firm.credit_limit)
-            if f:
-                return reject("firm_credit", *f)
-        event = OrderReplaced(order.order_id, order.version + 1, now_ns, actor, source,
-                              order.account_id, order.symbol, order.quantity, order.limit_price,
-                              new_quantity, new_price, reference, exposure_before,
-                              self.firm_exposure, limits.version, REPLACE_CONTROLS)
-        self.apply(event)
+        c.account, c.limits = account, account.limits
+        c.instrument = self.instruments[order.symbol]
+        index, failure, ran = ctl.run(REPLACE, REPLACE_CONTROLS, c)
+        if failure is not None:
+            return self._refuse_replace(order, quantity, limit_price, actor, source, now_ns,
+                                        REPLACE_CONTROLS[index], failure)
+        reference = c.reference
+        assert reference is not None and c.added is not None and new_price is not None
+        assert c.exposure_before is not None and c.firm_before is not None
+        event = ReplaceRequested(
+            order.order_id, order.version + 1, now_ns, actor, source, order.account_id,
+            order.symbol, order.quantity, order.limit_price, new_quantity, new_price,
+            reference.price, reference.source, reference.as_of_ns, c.exposure_before,
+            c.firm_before, c.added, c.limits.version, ran)
+        self._on_replace_requested(event)
         return event
+
+    def _refuse_replace(self, order: Order | OrderSnapshot, quantity: int | None,
+                        limit_price: Decimal | None, actor: str, source: str, now_ns: int,
+                        control: str, failure: tuple[str, str]) -> ReplaceRejected:
+        event = ReplaceRejected(
+            order.order_id, self._version(order) + 1, now_ns, actor, source,
+            order.account_id, order.symbol, quantity, limit_price, control, failure[0],
+            failure[1], RequestStage.REQUEST)
+        self._bump(event.order_id, event.version)
+        return event
+
+    # ------------------------------------------------------- what the venue reports
 
     def fill(
         self, order: Order, quantity: int, price: Decimal, trade_id: str, liquidity: str,
@@ -250,13 +270,92 @@ class BookOfRecord:
         self._on_filled(event)
         return event
 
-    def end_of_day(self, actor: str, source: str, now_ns: int) -> list[OrderCanceled]:
-        """Cancel every live DAY order (market orders never rest past their release)."""
-        return [
-            self.cancel(order, actor, source, now_ns, CancelReason.END_OF_DAY)  # type: ignore[misc]
-            for order in list(self.orders.values())
-            if order.status in LIVE_STATUSES and order.time_in_force == TimeInForce.DAY
-        ]
+    def cancel_remainder(self, order: Order, reason: str, now_ns: int) -> OrderCanceled:
+        """The venue cancels what is left (IOC/FOK/market remainder, self-trade prevention)."""
+        event = OrderCanceled(order.order_id, order.version + 1, now_ns, VENUE_ACTOR,
+                              VENUE_SOURCE, order.account_id, order.symbol,
+                              order.quantity - order.filled_quantity, reason)
+        self._on_canceled(event)
+        return event
+
+    def confirm_cancel(self, order: Order, now_ns: int) -> OrderCanceled | CancelRejected:
+        """The venue reached a cancel request: pulled, or too late (the order finished)."""
+        if order.status in LIVE_STATUSES:
+            reason = order.pending_cancel or CancelReason.REQUESTED
+            return self.cancel_remainder(order, reason, now_ns)
+        event = CancelRejected(order.order_id, self._version(order) + 1, now_ns, VENUE_ACTOR,
+                               VENUE_SOURCE, order.account_id, order.symbol,
+                               f"order {order.status} before the cancel reached the venue",
+                               str(order.status), RequestStage.VENUE)
+        self.apply(event)
+        return event
+
+    def confirm_replace(self, order: Order, now_ns: int) -> OrderReplaced | ReplaceRejected:
+        """The venue reached a replace request: applied, or refused (finished, or filled to
+        or past the new size in the meantime)."""
+        pending = order.pending_replace
+        live = order.status in LIVE_STATUSES and pending is not None
+        if not live or pending.quantity <= order.filled_quantity:  # type: ignore[union-attr]
+            threshold, observed = (("live order", str(order.status)) if not live else
+                                   (f"> {order.filled_quantity} filled", str(pending.quantity)))  # type: ignore[union-attr]
+            event: OrderReplaced | ReplaceRejected = ReplaceRejected(
+                order.order_id, self._version(order) + 1, now_ns, VENUE_ACTOR, VENUE_SOURCE,
+                order.account_id, order.symbol,
+                None if pending is None else pending.quantity,
+                None if pending is None else pending.limit_price,
+                "venue", threshold, observed, RequestStage.VENUE)
+        else:
+            assert pending is not None
+            event = OrderReplaced(
+                order.order_id, order.version + 1, now_ns, VENUE_ACTOR, VENUE_SOURCE,
+                order.account_id, order.symbol, order.quantity, order.limit_price,
+                pending.quantity, pending.limit_price,
+                loses_priority(order.limit_price, order.quantity, pending.limit_price,
+                               pending.quantity))
+        self.apply(event)
+        return event
+
+    # ------------------------------------------------------------- trading days
+
+    def open_day(self, trading_date: str, actor: str, source: str, now_ns: int,
+                 scheduled_close_ns: int | None, reason: str) -> TradingDayOpened:
+        day = self.day
+        if day.is_open:
+            raise DayError(f"trading day {day.date} is open; close it first")
+        if day.last_closed_date is not None and trading_date <= day.last_closed_date:
+            raise DayError(f"trading day {trading_date} is not after the last closed day "
+                           f"{day.last_closed_date}")
+        closes = {s: i.reference_price for s, i in self.instruments.items()
+                  if i.reference_price is not None}
+        closes.update(self.last_closes)
+        event = TradingDayOpened(
+            day_id(trading_date), 1, now_ns, actor, source, trading_date,
+            self.firm.exposure_mode,
+            tuple((s, str(p)) for s, p in sorted(closes.items())),
+            scheduled_close_ns, reason)
+        self._on_day_opened(event)
+        return event
+
+    def close_day(self, actor: str, source: str, now_ns: int, reason: str
+                  ) -> tuple[TradingDayClosed, list[CancelRequested | CancelRejected]]:
+        """Close the day and request the cancel of every live DAY order (the venue confirms
+        each; market orders never rest past their release)."""
+        day = self.day
+        if not day.is_open or day.date is None:
+            raise DayError(f"no trading day is open ({day.status_text()})")
+        expiring = [o for o in self.live_orders()
+                    if o.time_in_force == TimeInForce.DAY
+                    and o.status != OrderStatus.PENDING_CANCEL]
+        fallback = {s: i.reference_price for s, i in self.instruments.items()
+                    if i.reference_price is not None}
+        closes = self.tape.closing_prices(fallback)
+        event = TradingDayClosed(
+            day_id(day.date), day.version + 1, now_ns, actor, source, day.date,
+            tuple((s, str(p)) for s, p in sorted(closes.items())), len(expiring), reason)
+        self._on_day_closed(event)
+        cancels = [self.request_cancel(o, SYSTEM_ACTOR, Source.SYSTEM, now_ns,
+                                       CancelReason.END_OF_DAY) for o in expiring]
+        return event, cancels
 
     # ------------------------------------------------------------------ applying
 
@@ -268,7 +367,6 @@ class BookOfRecord:
                       event.side, event.quantity, event.order_type, event.limit_price,
                       event.time_in_force, event.ts_ns)
         order.version = event.version
-        self.orders[event.order_id] = order
         self.by_client_id[(event.account_id, event.client_order_id)] = order
         self.events_applied += 1
         return order
@@ -277,17 +375,25 @@ class BookOfRecord:
         order = self._register(e)
         order.status = transition(order.status, "accept")
         order.exposure_price = e.exposure_price
+        order.protection_price = e.protection_price
+        self.priority_seq += 1
+        order.priority = self.priority_seq
+        self.orders[e.order_id] = order
         notional = e.exposure_price * e.quantity
-        self.accounts[e.account_id].exposure += notional
-        self.firm_exposure += notional
+        self.accounts[e.account_id].exposure.enter(e.side, notional)
+        self.firm_exposure.enter(e.side, notional)
+        queue = self._recent_queue
+        if queue and queue[0][0] <= e.ts_ns - self._max_window_ns:
+            self._forget_before(e.ts_ns - self._max_window_ns)
         key = (e.account_id, e.symbol, e.side, e.quantity, e.limit_price)
         self._recent[key] = e.ts_ns
-        self._recent_queue.append((e.ts_ns, key))
+        queue.append((e.ts_ns, key))
 
     def _on_rejected(self, e: OrderRejected) -> None:
         order = self._register(e)
         order.status = transition(order.status, "reject")
         order.reject = (e.control, e.threshold, e.observed)
+        self._finish(order)
 
     def _on_filled(self, e: OrderFilled) -> None:
         order = self.orders[e.order_id]
@@ -296,45 +402,159 @@ class BookOfRecord:
         order.version = e.version
         notional = e.fill_price * e.fill_quantity
         order.filled_notional += notional
-        delta = notional - order.exposure_price * e.fill_quantity
+        released = order.exposure_price * e.fill_quantity
         account = self.accounts[e.account_id]
-        account.exposure += delta
-        self.firm_exposure += delta
+        account.exposure.fill(order.side, notional, released)
+        self.firm_exposure.fill(order.side, notional, released)
         signed = e.fill_quantity if order.side == Side.BUY else -e.fill_quantity
         account.positions[e.symbol] = account.positions.get(e.symbol, 0) + signed
         account.cash -= notional if signed > 0 else -notional
-        self.last_trade[e.symbol] = e.fill_price
+        if e.counterparty.startswith(OUTSIDE_PARTICIPANT):
+            self.tape.print_trade(e.symbol, e.fill_price, e.ts_ns)
+        self.events_applied += 1
+        if not e.leaves_quantity:
+            self._finish(order)
+
+    def _on_cancel_requested(self, e: CancelRequested) -> None:
+        order = self.orders[e.order_id]
+        order.status = transition(order.status, "cancel_request")
+        order.version = e.version
+        order.pending_cancel = e.reason
+        self.request_seq += 1
+        order.request_seq = self.request_seq
         self.events_applied += 1
 
     def _on_canceled(self, e: OrderCanceled) -> None:
         order = self.orders[e.order_id]
         order.status = transition(order.status, "cancel")
         order.version = e.version
-        released = order.exposure_price * e.canceled_quantity
-        self.accounts[e.account_id].exposure -= released
-        self.firm_exposure -= released
+        self._release(order, order.exposure_price * e.canceled_quantity)
+        self.events_applied += 1
+        self._finish(order)
+
+    def _on_cancel_rejected(self, e: CancelRejected) -> None:
+        # On request nothing changes; at the venue the order had already finished.
+        self._bump(e.order_id, e.version)
+
+    def _on_replace_requested(self, e: ReplaceRequested) -> None:
+        order = self.orders[e.order_id]
+        order.status = transition(order.status, "replace_request")
+        order.version = e.version
+        assert e.limit_price is not None
+        order.pending_replace = PendingReplace(e.quantity, e.limit_price, e.reserved_exposure)
+        if e.reserved_exposure:
+            self.accounts[e.account_id].exposure.enter(order.side, e.reserved_exposure)
+            self.firm_exposure.enter(order.side, e.reserved_exposure)
+        self.request_seq += 1
+        order.request_seq = self.request_seq
         self.events_applied += 1
 
     def _on_replaced(self, e: OrderReplaced) -> None:
         order = self.orders[e.order_id]
-        order.status = transition(order.status, "replace")
-        assert e.limit_price is not None
-        old = order.exposure_price * (order.quantity - order.filled_quantity)
-        new = e.limit_price * (e.quantity - order.filled_quantity)
-        self.accounts[e.account_id].exposure += new - old
-        self.firm_exposure += new - old
-        if e.limit_price != order.limit_price or e.quantity > order.quantity:
-            # A new price or a larger size loses time priority at the venue; ``orders`` keeps
-            # acceptance order, which is the queue a restart rebuilds, so move it to the back.
-            self.orders[e.order_id] = self.orders.pop(e.order_id)
+        assert e.limit_price is not None and order.pending_replace is not None
+        filled = order.filled_quantity
+        order.status = transition(order.status, "replaced_partial" if filled else "replaced")
+        order.version = e.version
+        old = order.exposure_price * (order.quantity - filled) + order.pending_replace.reserved
+        new = e.limit_price * (e.quantity - filled)
+        self.accounts[e.account_id].exposure.enter(order.side, new - old)
+        self.firm_exposure.enter(order.side, new - old)
+        order.pending_replace = None
         order.quantity = e.quantity
         order.limit_price = e.limit_price
         order.exposure_price = e.limit_price
+        if e.lost_priority:
+            self.priority_seq += 1
+            order.priority = self.priority_seq
+        self.events_applied += 1
+
+    def _on_replace_rejected(self, e: ReplaceRejected) -> None:
+        order = self.orders.get(e.order_id)
+        if e.stage != RequestStage.VENUE or order is None:
+            self._bump(e.order_id, e.version)  # refused on request, or the order finished
+            return
+        # Refused at the venue while the order lives on: filled to or past the new size.
+        pending = order.pending_replace
+        if pending is not None:
+            self._release(order, pending.reserved)
+            order.pending_replace = None
+        action = action_of(e, order.filled_quantity)
+        assert action is not None
+        order.status = transition(order.status, action)
         order.version = e.version
         self.events_applied += 1
 
-    def _on_version_only(self, e: ReplaceRejected | CancelRejected) -> None:
-        self.orders[e.order_id].version = e.version
+    def _version(self, order: Order | OrderSnapshot) -> int:
+        """The order's current version (a finished order's lives on in its record)."""
+        current = self.lookup(order.order_id)
+        return (order if current is None else current).version
+
+    def _bump(self, order_id: UUID, version: int) -> None:
+        order = self.orders.get(order_id)
+        if order is not None:
+            order.version = version
+        else:
+            record = self.finished[order_id]
+            record = record._replace(version=version)
+            self.finished[order_id] = record
+            self.by_client_id[(record.account_id, record.client_order_id)] = record
+        self.events_applied += 1
+
+    def _release(self, order: Order, open_notional: Decimal) -> None:
+        """Open exposure leaves the account and the firm (a cancel, or a reservation)."""
+        if open_notional:
+            self.accounts[order.account_id].exposure.enter(order.side, -open_notional)
+            self.firm_exposure.enter(order.side, -open_notional)
+
+    def _finish(self, order: Order) -> None:
+        """A finished order leaves memory; a frozen record stays for idempotent resends."""
+        pending = order.pending_replace
+        if pending is not None:  # finished on the old terms before the venue saw the replace
+            self._release(order, pending.reserved)
+            order.pending_replace = None
+        order.pending_cancel = None
+        self.orders.pop(order.order_id, None)
+        record = OrderSnapshot.of(order)
+        key = (order.account_id, order.client_order_id)
+        self.finished[order.order_id] = record
+        self.by_client_id[key] = record
+        self._finished_today.append((key, order.order_id))
+
+    def _on_day_opened(self, e: TradingDayOpened) -> None:
+        day = self.day
+        day.date, day.is_open, day.version = e.trading_date, True, e.version
+        day.exposure_mode, day.opened_ns = e.exposure_mode, e.ts_ns
+        day.scheduled_close_ns = e.scheduled_close_ns
+        # Exposure restarts from the orders carried over (GTC): yesterday's executions and
+        # expired orders no longer count against today's limits.
+        for account in self.accounts.values():
+            account.exposure.reset()
+        self.firm_exposure.reset()
+        for order in self.orders.values():
+            if order.status in LIVE_STATUSES:
+                notional = order.exposure_price * (order.quantity - order.filled_quantity)
+                if order.pending_replace is not None:
+                    notional += order.pending_replace.reserved
+                self.accounts[order.account_id].exposure.enter(order.side, notional)
+                self.firm_exposure.enter(order.side, notional)
+        self.tape.new_day({s: Decimal(p) for s, p in e.previous_closes}, e.ts_ns)
+        # Idempotency records live for the day the order finished in and the next one
+        # (FIX ClOrdID uniqueness is per day); older ones leave memory now.
+        for key, order_id in self._finished_before:
+            record = self.finished.pop(order_id, None)
+            if record is not None and self.by_client_id.get(key) is record:
+                del self.by_client_id[key]
+        self._finished_before, self._finished_today = self._finished_today, []
+        self.events_applied += 1
+
+    def _on_day_closed(self, e: TradingDayClosed) -> None:
+        day = self.day
+        day.is_open, day.version = False, e.version
+        day.last_closed_date = e.trading_date
+        self.last_closes = {s: Decimal(p) for s, p in e.closing_prices}
+        self.events_applied += 1
+
+    def _on_bookkeeping(self, _e: Any) -> None:
         self.events_applied += 1
 
     def _forget_before(self, cutoff_ns: int) -> None:
@@ -343,3 +563,7 @@ class BookOfRecord:
             ts, key = queue.popleft()
             if recent.get(key) == ts:
                 del recent[key]
+
+
+def _priority(order: Order) -> int:
+    return order.priority

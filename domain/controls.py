@@ -1,111 +1,364 @@
-"""SEC Rule 15c3-5 pre-trade controls, each a small pure function.
+"""SEC Rule 15c3-5 pre-trade controls as one table: name, rule, inputs, check.
 
-Each check returns ``None`` when the order passes, or ``(threshold, observed)`` as strings
-when it fails. The caller records the control's name with them in ``OrderRejected``.
-Thresholds are the firm's own calibration (``RiskLimits``), recorded with their version.
+The table is the single source of the decision order, of the ``checks`` an acceptance
+records (coverage reporting: every order passes every applicable control) and of the
+documentation (``markdown_table``, quoted in the README and checked against it by a test).
+
+Each check reads the ``Candidate`` (the order under decision and the inputs gathered so far)
+and returns ``None`` when the order passes, ``SKIPPED`` when the control does not apply to it
+(e.g. tick size of a market order), or ``(threshold, observed)`` as strings when it fails.
+A check may derive an input for the controls after it (the account, the reference price, the
+notional): the table's order is the order inputs become known. Thresholds are the firm's own
+calibration (``RiskLimits``), recorded with their version.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Callable
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from domain.lifecycle import LIVE_STATUSES, WORKING_STATUSES
+from domain.values import ZERO, OrderType, ReferenceSource, Side
+
+if TYPE_CHECKING:
+    from domain.book_of_record import BookOfRecord
+    from domain.orders import Order
+    from domain.reference_prices import ReferencePrice
 
 Failure = tuple[str, str] | None
 
-# The order in which controls run for a new order; an acceptance lists all of them.
-NEW_ORDER_CONTROLS: tuple[str, ...] = (
-    "unknown_account",
-    "unknown_symbol",
-    "restricted",
-    "lot_size",
-    "tick_size",
-    "max_qty",
-    "price_collar",
-    "max_notional",
-    "duplicate",
-    "credit",
-    "firm_credit",
-)
 
-REPLACE_CONTROLS: tuple[str, ...] = (
-    "order_type",
-    "min_quantity",
-    "lot_size",
-    "tick_size",
-    "max_qty",
-    "price_collar",
-    "max_notional",
-    "credit",
-    "firm_credit",
-)
+class _Skipped(tuple[str, str]):
+    """The control does not apply to this order (it did not run)."""
 
 
-def restricted(symbol: str, firm_list: frozenset[str], account_list: frozenset[str]) -> Failure:
-    # 15c3-5(c)(2)(ii): restricted list, firm-wide or per account.
-    if symbol in firm_list:
-        return ("firm restricted list", symbol)
-    if symbol in account_list:
-        return ("account restricted list", symbol)
+SKIPPED: Final = _Skipped(("", ""))
+
+MAX_PRICE_EXPONENT = 12  # prices are below 10^13: beyond, decimal arithmetic loses exactness
+_PCT = Decimal("0.000001")
+
+
+class Candidate:
+    """The order under decision and the inputs the controls gather for each other."""
+
+    __slots__ = ("account", "account_id", "added", "book", "exposure_after", "exposure_before",
+                 "firm_after", "firm_before", "instrument", "limit_price", "limits", "notional",
+                 "now_ns", "order", "order_type", "price", "protection_price", "quantity",
+                 "reference", "side", "symbol")
+
+    def __init__(self, book: BookOfRecord, account_id: str, symbol: str, side: str,
+                 quantity: int, order_type: str, limit_price: Decimal | None, now_ns: int,
+                 order: Order | None = None) -> None:
+        self.book = book
+        self.account_id = account_id
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.order_type = order_type
+        self.limit_price = limit_price
+        self.now_ns = now_ns
+        self.order = order  # the order being replaced; None for a new order
+        self.account: Any = None
+        self.limits: Any = None
+        self.instrument: Any = None
+        self.reference: ReferencePrice | None = None
+        self.protection_price: Decimal | None = None
+        self.price: Decimal | None = None  # the price the order is valued at
+        self.notional: Decimal | None = None
+        self.added: Decimal | None = None  # exposure the order adds (a replace: the increase)
+        self.exposure_before: Decimal | None = None
+        self.exposure_after: Decimal | None = None
+        self.firm_before: Decimal | None = None
+        self.firm_after: Decimal | None = None
+
+
+class Control(NamedTuple):
+    name: str
+    rule: str  # the regulation (or practice) it answers
+    inputs: str  # what it reads, as recorded in the decision event
+    check: Callable[[Candidate], Failure]
+    on_new: bool  # runs on new orders
+    on_replace: bool  # runs on replaces (every control a replace's change can affect)
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def session(c: Candidate) -> Failure:
+    # Orders belong to a trading day: exposure, DAY expiry and reports are per day.
+    day = c.book.day
+    if day.is_open:
+        return None
+    return ("open trading day", day.status_text())
+
+
+def unknown_account(c: Candidate) -> Failure:
+    account = c.book.accounts.get(c.account_id)
+    if account is None:
+        return ("configured account", c.account_id)
+    c.account = account
+    c.limits = account.limits
     return None
 
 
-def lot_size(quantity: int, lot: int) -> Failure:
+def unknown_symbol(c: Candidate) -> Failure:
+    instrument = c.book.instruments.get(c.symbol)
+    if instrument is None:
+        return ("listed instrument", c.symbol)
+    c.instrument = instrument
+    return None
+
+
+def order_status(c: Candidate) -> Failure:
+    # FIX CxlRejReason 0/1: too late to change an order that is finished.
+    assert c.order is not None
+    status = c.order.status
+    if status not in LIVE_STATUSES:
+        return ("live order", str(status))
+    return None
+
+
+def pending_request(c: Candidate) -> Failure:
+    # FIX CxlRejReason 3: a cancel or replace is already on its way to the venue.
+    assert c.order is not None
+    status = c.order.status
+    if status not in WORKING_STATUSES:
+        return ("no cancel or replace pending", str(status))
+    return None
+
+
+def order_type(c: Candidate) -> Failure:
+    if c.order_type != OrderType.LIMIT:
+        return ("limit order", str(c.order_type))
+    return None
+
+
+def min_quantity(c: Candidate) -> Failure:
+    assert c.order is not None
+    filled = c.order.filled_quantity
+    if c.quantity <= filled:
+        return (f"> {filled} filled", str(c.quantity))
+    return None
+
+
+def restricted(c: Candidate) -> Failure:
+    # 15c3-5(c)(2)(ii): restricted list, firm-wide or per account.
+    if c.symbol in c.book.firm.restricted_symbols:
+        return ("firm restricted list", c.symbol)
+    if c.symbol in c.account.restricted_symbols:
+        return ("account restricted list", c.symbol)
+    return None
+
+
+def lot_size(c: Candidate) -> Failure:
     # Edges other than the API (FIX, strategies) must not slip a zero or negative size in:
     # a negative quantity would free credit room instead of using it.
+    quantity, lot = c.quantity, c.instrument.lot_size
     if quantity <= 0 or quantity % lot:
         return (f"multiple of {lot}", str(quantity))
     return None
 
 
-MAX_PRICE_EXPONENT = 12  # prices are below 10^13: beyond, decimal arithmetic loses exactness
-
-
-def tick_size(limit_price: Decimal | None, tick: Decimal) -> Failure:
-    if limit_price is None:
-        return None
-    if (not limit_price.is_finite() or limit_price <= 0
-            or limit_price.adjusted() > MAX_PRICE_EXPONENT):
-        return ("finite positive price below 1E+13", str(limit_price))
-    if limit_price % tick:
-        return (f"multiple of {tick}", str(limit_price))
+def tick_size(c: Candidate) -> Failure:
+    price = c.limit_price
+    if price is None:
+        return SKIPPED  # a market order has no price of its own
+    if not price.is_finite() or price <= 0 or price.adjusted() > MAX_PRICE_EXPONENT:
+        return ("finite positive price below 1E+13", str(price))
+    tick = c.instrument.tick_size
+    if price % tick:
+        return (f"multiple of {tick}", str(price))
     return None
 
 
-def max_quantity(quantity: int, maximum: int) -> Failure:
+def max_qty(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(ii): erroneous-order size limit; at the limit passes.
-    if quantity > maximum:
-        return (str(maximum), str(quantity))
+    maximum = c.limits.max_order_quantity
+    if c.quantity > maximum:
+        return (str(maximum), str(c.quantity))
     return None
 
 
-def price_collar(
-    limit_price: Decimal | None, reference: Decimal | None, collar_pct: Decimal
-) -> Failure:
+def stale_reference(c: Candidate) -> Failure:
+    # 15c3-5(c)(1)(ii): a reference from a feed that stopped updating is no reference.
+    reference = c.book.references.reference(c.symbol)
+    c.reference = reference
+    if reference is None:
+        return SKIPPED  # price_collar rejects: no reference at all
+    if reference.source == ReferenceSource.PREVIOUS_CLOSE:
+        return None  # valid for its trading day until the symbol prints
+    age = c.now_ns - reference.as_of_ns
+    max_age = c.book.firm.reference_max_age_ns
+    if age > max_age:
+        return (f"{max_age // 1_000_000}ms", f"{age // 1_000_000}ms")
+    return None
+
+
+def price_collar(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(ii): a missing reference rejects; it never defaults to "no check".
+    reference = c.reference
     if reference is None:
         return ("reference price required", "none")
-    if limit_price is None:  # market order: valued at the reference, nothing to collar
+    ref, pct = reference.price, c.limits.price_collar_pct
+    price = c.limit_price
+    if price is None:
+        # Market-order protection: the order becomes marketable only up to the collar's
+        # edge (rounded inwards to the tick); the venue never fills it beyond, and the
+        # controls after this one value it there.
+        tick = c.instrument.tick_size
+        if c.side == Side.BUY:
+            edge = (ref * (1 + pct) / tick).to_integral_value(ROUND_FLOOR) * tick
+        else:
+            edge = (ref * (1 - pct) / tick).to_integral_value(ROUND_CEILING) * tick
+        if edge <= 0:
+            return ("protection price above zero", str(edge))
+        c.protection_price = c.price = edge
         return None
-    distance = abs(limit_price - reference)
-    if distance > reference * collar_pct:  # multiply, not divide: this runs on every order
-        return (str(collar_pct), str((distance / reference).quantize(Decimal("0.000001"))))
+    distance = abs(price - ref)
+    if distance > ref * pct:  # multiply, not divide: this runs on every order
+        return (str(pct), str((distance / ref).quantize(_PCT)))
+    c.price = price
     return None
 
 
-def max_notional(notional: Decimal, maximum: Decimal) -> Failure:
+def max_notional(c: Candidate) -> Failure:
+    assert c.price is not None
+    notional = c.price * c.quantity
+    maximum = c.limits.max_order_notional
     if notional > maximum:
         return (str(maximum), str(notional))
+    c.notional = notional
+    order = c.order
+    if order is None:
+        c.added = notional
+    else:
+        # A replace adds the increase of its open exposure (reserved until the venue
+        # confirms); a decrease takes effect at the confirmation, never earlier.
+        filled = order.filled_quantity
+        delta = (c.price * (c.quantity - filled)
+                 - order.exposure_price * (order.quantity - filled))
+        c.added = delta if delta > 0 else ZERO
     return None
 
 
-def duplicate(last_seen_ns: int | None, now_ns: int, window_ns: int) -> Failure:
+def duplicate(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(ii): the same order again within the window, whatever its client id.
-    if last_seen_ns is not None and now_ns - last_seen_ns < window_ns:
-        return (f"{window_ns}ns", f"{now_ns - last_seen_ns}ns")
+    book = c.book
+    last = book.recent_order_ns(c.account_id, c.symbol, c.side, c.quantity, c.limit_price)
+    window = c.limits.duplicate_window_ns
+    if last is not None and c.now_ns - last < window:
+        return (f"{window}ns", f"{c.now_ns - last}ns")
     return None
 
 
-def credit(exposure_before: Decimal, notional: Decimal, limit: Decimal) -> Failure:
-    # 15c3-5(c)(1)(i): orders entered (open + filled) count against the limit.
-    if exposure_before + notional > limit:
-        return (str(limit), str(exposure_before + notional))
+def credit(c: Candidate) -> Failure:
+    # 15c3-5(c)(1)(i): orders entered (open + filled) count against the limit; reducing
+    # exposure is always allowed, even above a lowered limit.
+    mode = c.book.day.exposure_mode
+    exposure = c.account.exposure
+    added = c.added
+    assert added is not None  # max_notional runs first
+    before = exposure.value(mode)
+    after = exposure.value_with(mode, c.side, added)
+    c.exposure_before, c.exposure_after = before, after
+    limit = c.limits.credit_limit
+    if after > limit and after > before:
+        return (str(limit), str(after))
     return None
+
+
+def firm_credit(c: Candidate) -> Failure:
+    # 15c3-5(c)(1)(i): the firm-wide aggregate is a control of its own.
+    book = c.book
+    mode = book.day.exposure_mode
+    added = c.added
+    assert added is not None
+    before = book.firm_exposure.value(mode)
+    after = book.firm_exposure.value_with(mode, c.side, added)
+    c.firm_before, c.firm_after = before, after
+    limit = book.firm.credit_limit
+    if after > limit and after > before:
+        return (str(limit), str(after))
+    return None
+
+
+# ------------------------------------------------------------------------------ the table
+
+CONTROLS: tuple[Control, ...] = (
+    Control("session", "15c3-5(c)(1); trading-day records", "the trading day's state",
+            session, True, True),
+    Control("unknown_account", "15c3-5(c)(1)(i)", "account id vs configured accounts",
+            unknown_account, True, False),
+    Control("unknown_symbol", "15c3-5(c)(1)(ii)", "symbol vs listed instruments",
+            unknown_symbol, True, False),
+    Control("order_status", "FIX CxlRejReason 0 (too late)", "order status",
+            order_status, False, True),
+    Control("pending_request", "FIX CxlRejReason 3 (pending)", "order status",
+            pending_request, False, True),
+    Control("order_type", "replaceable order types", "order type", order_type, False, True),
+    Control("min_quantity", "FIX: new size above filled", "new quantity vs filled quantity",
+            min_quantity, False, True),
+    Control("restricted", "15c3-5(c)(2)(ii)", "firm and account restricted lists",
+            restricted, True, True),
+    Control("lot_size", "15c3-5(c)(1)(ii) erroneous order", "quantity vs lot size",
+            lot_size, True, True),
+    Control("tick_size", "15c3-5(c)(1)(ii) erroneous order", "limit price vs tick size",
+            tick_size, True, True),
+    Control("max_qty", "15c3-5(c)(1)(ii) erroneous order", "quantity vs limit (versioned)",
+            max_qty, True, True),
+    Control("stale_reference", "15c3-5(c)(1)(ii)", "reference price, source, as-of time",
+            stale_reference, True, True),
+    Control("price_collar", "15c3-5(c)(1)(ii)",
+            "limit price vs reference; a market order's protection price",
+            price_collar, True, True),
+    Control("max_notional", "15c3-5(c)(1)(ii) erroneous order",
+            "price (limit or protection) x quantity vs limit", max_notional, True, True),
+    Control("duplicate", "15c3-5(c)(1)(ii) erroneous order",
+            "same account, symbol, side, quantity, price within the window",
+            duplicate, True, False),
+    Control("credit", "15c3-5(c)(1)(i)", "account exposure before, order notional, limit",
+            credit, True, True),
+    Control("firm_credit", "15c3-5(c)(1)(i)", "firm exposure before, order notional, limit",
+            firm_credit, True, True),
+)
+
+NEW_ORDER: tuple[Control, ...] = tuple(c for c in CONTROLS if c.on_new)
+REPLACE: tuple[Control, ...] = tuple(c for c in CONTROLS if c.on_replace)
+NEW_ORDER_CONTROLS: tuple[str, ...] = tuple(c.name for c in NEW_ORDER)
+REPLACE_CONTROLS: tuple[str, ...] = tuple(c.name for c in REPLACE)
+
+
+def run(controls: tuple[Control, ...], names: tuple[str, ...], candidate: Candidate
+        ) -> tuple[int, Failure, tuple[str, ...]]:
+    """Run ``controls`` in order until one fails.
+
+    Returns (index of the failing control or -1, its failure, the controls that ran and
+    passed). The common case (all applied, all passed) returns the shared ``names`` tuple.
+    """
+    skipped: list[int] | None = None
+    for i, control in enumerate(controls):
+        failure = control.check(candidate)
+        if failure is None:
+            continue
+        if failure is SKIPPED:
+            if skipped is None:
+                skipped = [i]
+            else:
+                skipped.append(i)
+            continue
+        ran = names[:i] if skipped is None else tuple(
+            n for j, n in enumerate(names[:i]) if j not in skipped)
+        return i, failure, ran
+    if skipped is None:
+        return -1, None, names
+    return -1, None, tuple(n for j, n in enumerate(names) if j not in skipped)
+
+
+def markdown_table() -> str:
+    """The control table as documentation (the README quotes it; a test keeps them equal)."""
+    rows = ["| control | rule | inputs recorded | new orders | replaces |",
+            "|---|---|---|---|---|"]
+    rows += [f"| `{c.name}` | {c.rule} | {c.inputs} | {'yes' if c.on_new else '-'} | "
+             f"{'yes' if c.on_replace else '-'} |" for c in CONTROLS]
+    return "\n".join(rows)

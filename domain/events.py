@@ -3,14 +3,15 @@
 Events are typed NamedTuples rather than eventsourcing ``Aggregate`` events: the engine
 creates several per order on its hot path, and a NamedTuple costs ~0.3 us where a frozen
 dataclass costs ~1.7 us and an eventsourcing aggregate event ~7 us. They are still stored
-through the eventsourcing recorder (one stored event per fact, ``originator_id`` = order id,
-``originator_version`` = the order's version), so the store and its notification log are
-the library's.
+through the eventsourcing recorder (one stored event per fact), so the store and its
+notification log are the library's.
 
-Every event carries: the order (aggregate) id and its version, ``ts_ns`` (UTC epoch
-nanoseconds, passed in by the engine's clock), who acted (``actor``) and through what
-(``source``), and the account and symbol so that audit queries and Kafka keys need no join.
-Money is ``Decimal``; quantities are ``int``.
+Every event's first two fields are its aggregate's id (a UUID) and that aggregate's version
+(the store's originator id and version); then ``ts_ns`` (UTC epoch nanoseconds, stamped by
+the engine's clock when it happened, so log order is time order), who acted (``actor``) and
+through what (``source``). Order events also carry the account and symbol, so audit queries
+and Kafka keys need no join. Money is ``Decimal``; quantities are ``int``. Events are deeply
+immutable: tuples and ``FrozenRecord`` rather than lists and dicts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
+
+from domain.values import FrozenRecord
+
+# ---------------------------------------------------------------------------- orders
 
 
 class OrderAccepted(NamedTuple):
@@ -38,12 +43,18 @@ class OrderAccepted(NamedTuple):
     time_in_force: str
     # 15c3-5(c)(1): the inputs the controls used, so replay needs nothing but the log.
     reference_price: Decimal
-    exposure_price: Decimal  # price used to value the order's exposure (limit, else reference)
+    reference_source: str  # domain.values.ReferenceSource
+    reference_ts_ns: int  # as-of time of the reference price
+    # Market orders only: the venue never fills beyond it (market-order protection), and
+    # the controls value the order at it.
+    protection_price: Decimal | None
+    exposure_price: Decimal  # price the order's exposure is valued at (limit or protection)
     exposure_before: Decimal
     firm_exposure_before: Decimal
     limits_version: int
-    limits: dict[str, str]
-    checks: tuple[str, ...]  # every control the order passed, in order (coverage reporting)
+    limits: FrozenRecord
+    checks: tuple[str, ...]  # the controls that ran (and passed), in order: coverage
+    trading_date: str
 
 
 class OrderRejected(NamedTuple):
@@ -66,9 +77,12 @@ class OrderRejected(NamedTuple):
     threshold: str
     observed: str
     reference_price: Decimal | None
+    reference_source: str | None
+    reference_ts_ns: int | None
     exposure_before: Decimal | None
     limits_version: int
-    checks: tuple[str, ...]  # the controls passed before the one that rejected
+    checks: tuple[str, ...]  # the controls that ran and passed before the one that rejected
+    trading_date: str | None
 
 
 class OrderFilled(NamedTuple):
@@ -88,10 +102,25 @@ class OrderFilled(NamedTuple):
     cumulative_quantity: int
     leaves_quantity: int
     liquidity: str  # "maker" (was resting) or "taker"
-    counterparty: str  # another account's order id, or the venue's liquidity provider
+    counterparty: str  # another account's order id, or an outside participant ("venue:...")
+
+
+class CancelRequested(NamedTuple):
+    """A cancel accepted on request; the order trades on until the venue confirms it."""
+
+    order_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    account_id: str
+    symbol: str
+    reason: str  # domain.values.CancelReason
 
 
 class OrderCanceled(NamedTuple):
+    """The venue pulled the order: a confirmed cancel request, or a remainder it cancels."""
+
     order_id: UUID
     version: int
     ts_ns: int
@@ -103,8 +132,25 @@ class OrderCanceled(NamedTuple):
     reason: str  # domain.values.CancelReason
 
 
-class OrderReplaced(NamedTuple):
-    """A replace (price and/or quantity) passed every control again."""
+class CancelRejected(NamedTuple):
+    """A cancel that could not apply: on request (not live, already pending) or at the
+    venue (the order finished before the request reached it)."""
+
+    order_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    account_id: str
+    symbol: str
+    reason: str
+    status: str  # the order's status when the request was refused
+    stage: str  # domain.values.RequestStage
+
+
+class ReplaceRequested(NamedTuple):
+    """A replace (price and/or quantity) that passed every control again; pending until the
+    venue confirms it. Its credit delta, if positive, is reserved until then."""
 
     order_id: UUID
     version: int
@@ -118,13 +164,36 @@ class OrderReplaced(NamedTuple):
     quantity: int
     limit_price: Decimal | None
     reference_price: Decimal
+    reference_source: str
+    reference_ts_ns: int
     exposure_before: Decimal
     firm_exposure_before: Decimal
+    reserved_exposure: Decimal
     limits_version: int
     checks: tuple[str, ...]
 
 
+class OrderReplaced(NamedTuple):
+    """The venue applied a requested replace; the new terms are in force from here on."""
+
+    order_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    account_id: str
+    symbol: str
+    old_quantity: int
+    old_limit_price: Decimal | None
+    quantity: int
+    limit_price: Decimal | None
+    lost_priority: bool  # a new price or a larger size goes to the back of the queue
+
+
 class ReplaceRejected(NamedTuple):
+    """A replace refused on request (a control, or a request already pending) or at the
+    venue (the order finished, or filled past the new size, before the request arrived)."""
+
     order_id: UUID
     version: int
     ts_ns: int
@@ -137,42 +206,95 @@ class ReplaceRejected(NamedTuple):
     control: str
     threshold: str
     observed: str
+    stage: str  # domain.values.RequestStage
 
 
-class CancelRejected(NamedTuple):
-    """A cancel request that could not apply (the order was no longer live)."""
+# ---------------------------------------------------------------------------- trading days
 
-    order_id: UUID
+
+class TradingDayOpened(NamedTuple):
+    """A trading day begins: exposure restarts from the orders carried over (GTC), and the
+    previous closes become the reference prices until each symbol prints."""
+
+    day_id: UUID
     version: int
     ts_ns: int
     actor: str
     source: str
-    account_id: str
-    symbol: str
+    trading_date: str  # ISO date in the calendar's time zone
+    exposure_mode: str  # domain.values.ExposureMode, in force for the whole day
+    previous_closes: tuple[tuple[str, str], ...]  # (symbol, price) pairs
+    scheduled_close_ns: int | None  # None: closed by an operator only
     reason: str
-    status: str  # the order's status when the request arrived
+
+
+class TradingDayClosed(NamedTuple):
+    """A trading day ends: DAY orders are canceled (each a request the venue confirms)."""
+
+    day_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    trading_date: str
+    closing_prices: tuple[tuple[str, str], ...]  # (symbol, price): tomorrow's previous closes
+    expiring_orders: int  # live DAY orders whose cancel this close requested
+    reason: str
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+class EngineRecovered(NamedTuple):
+    """The engine rebuilt itself from the store after a failure (ARCHITECTURE rule 9)."""
+
+    engine_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    cause: str
+    position: int  # the log position the rebuilt state includes
+
+
+class BookSnapshotTaken(NamedTuple):
+    """A snapshot of the book of record at ``position`` was stored; recovery trusts a stored
+    snapshot only when its digest is recorded here, in the hash-chained log."""
+
+    snapshot_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    position: int
+    sha256: str
+    size: int
 
 
 OrderEvent = (
     OrderAccepted
     | OrderRejected
     | OrderFilled
+    | CancelRequested
     | OrderCanceled
+    | CancelRejected
+    | ReplaceRequested
     | OrderReplaced
     | ReplaceRejected
-    | CancelRejected
+)
+ORDER_EVENTS: tuple[type[Any], ...] = (
+    OrderAccepted, OrderRejected, OrderFilled, CancelRequested, OrderCanceled, CancelRejected,
+    ReplaceRequested, OrderReplaced, ReplaceRejected,
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
-        OrderAccepted,
-        OrderRejected,
-        OrderFilled,
-        OrderCanceled,
-        OrderReplaced,
-        ReplaceRejected,
-        CancelRejected,
+        *ORDER_EVENTS,
+        TradingDayOpened,
+        TradingDayClosed,
+        EngineRecovered,
+        BookSnapshotTaken,
     )
 }
 
@@ -180,9 +302,12 @@ EVENT_TYPES: dict[str, type[Any]] = {
 # (infrastructure.codec), never rewritten (ARCHITECTURE rule 5).
 SCHEMA_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
 
+
+def _annotation(t: Any) -> str:
+    return getattr(t, "__forward_arg__", str(t))  # forward references under __future__
+
+
 DECIMAL_FIELDS: dict[str, frozenset[str]] = {
-    name: frozenset(
-        f for f, t in cls.__annotations__.items() if "Decimal" in str(t)
-    )
+    name: frozenset(f for f, t in cls.__annotations__.items() if "Decimal" in _annotation(t))
     for name, cls in EVENT_TYPES.items()
 }

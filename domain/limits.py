@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from domain.values import ExposureMode, FrozenRecord
+
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
@@ -20,7 +22,7 @@ class RiskLimits:
     credit_limit: Decimal
     duplicate_window_ns: int
     version: int = 1
-    record: dict[str, str] = field(init=False, repr=False, compare=False)
+    record: FrozenRecord = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_order_quantity <= 0 or self.max_order_notional <= 0:
@@ -33,13 +35,13 @@ class RiskLimits:
         object.__setattr__(
             self,
             "record",
-            {
+            FrozenRecord({
                 "max_order_quantity": str(self.max_order_quantity),
                 "max_order_notional": str(self.max_order_notional),
                 "price_collar_pct": str(self.price_collar_pct),
                 "credit_limit": str(self.credit_limit),
                 "duplicate_window_ns": str(self.duplicate_window_ns),
-            },
+            }),
         )
 
 
@@ -49,3 +51,15 @@ class FirmLimits:
     credit_limit: Decimal
     restricted_symbols: frozenset[str]
     defaults: RiskLimits
+    # A last sale older than this is no reference (stale_reference): a feed that stopped
+    # updating must not anchor the price collar. The previous close is exempt (valid for
+    # its trading day until the symbol prints).
+    reference_max_age_ns: int = 300 * 1_000_000_000
+    # How credit exposure is counted; recorded in each TradingDayOpened.
+    exposure_mode: str = ExposureMode.GROSS
+
+    def __post_init__(self) -> None:
+        if self.reference_max_age_ns <= 0:
+            raise ValueError("reference_max_age must be > 0")
+        if self.exposure_mode not in ExposureMode.__members__.values():
+            raise ValueError(f"exposure_mode must be one of {[m.value for m in ExposureMode]}")

@@ -1,11 +1,18 @@
-"""The engine's live view of one order (rebuilt from its events on restart)."""
+"""The engine's live view of one order, and the frozen record a finished order leaves behind."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NamedTuple
 from uuid import UUID
 
 from domain.values import ZERO, OrderStatus
+
+
+class PendingReplace(NamedTuple):
+    quantity: int
+    limit_price: Decimal
+    reserved: Decimal  # credit exposure held back until the venue confirms or refuses
 
 
 class Order:
@@ -19,8 +26,15 @@ class Order:
         "limit_price",
         "order_id",
         "order_type",
+        "original_limit_price",
+        "original_quantity",
+        "pending_cancel",
+        "pending_replace",
+        "priority",
+        "protection_price",
         "quantity",
         "reject",
+        "request_seq",
         "side",
         "status",
         "symbol",
@@ -52,12 +66,22 @@ class Order:
         self.limit_price = limit_price
         self.time_in_force = time_in_force
         self.ts_ns = ts_ns
+        # As submitted: an idempotent resend is compared with these, not with replaced terms.
+        self.original_quantity = quantity
+        self.original_limit_price = limit_price
         self.status = OrderStatus.SUBMITTED
         self.filled_quantity = 0
         self.filled_notional = ZERO
         self.exposure_price = ZERO
+        self.protection_price: Decimal | None = None
         self.version = 0
         self.reject: tuple[str, str, str] | None = None  # (control, threshold, observed)
+        # Time priority at the venue: a sequence number both the venue's queues and a
+        # restart's re-release follow (one rule: the book assigns it, in log order).
+        self.priority = 0
+        self.pending_cancel: str | None = None  # the reason of a cancel awaiting the venue
+        self.pending_replace: PendingReplace | None = None
+        self.request_seq = 0  # order of pending requests, for a restart to resolve them in
 
     @property
     def leaves_quantity(self) -> int:
@@ -66,7 +90,44 @@ class Order:
         return self.quantity - self.filled_quantity
 
     @property
+    def price_limit(self) -> Decimal | None:
+        """The worst price the venue may fill at: the limit, or a market order's protection."""
+        return self.limit_price if self.limit_price is not None else self.protection_price
+
+    @property
     def average_fill_price(self) -> Decimal | None:
         if not self.filled_quantity:
             return None
         return self.filled_notional / self.filled_quantity
+
+
+class OrderSnapshot(NamedTuple):
+    """An order's fields frozen at a moment: an acknowledgement, or what a finished order
+    leaves in memory for idempotent resends (its ``Order`` leaves the engine's memory).
+
+    Cheap to take (~0.5 us) in the engine thread, the only one allowed to read live orders.
+    """
+
+    order_id: UUID
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: str
+    quantity: int
+    order_type: str
+    limit_price: Decimal | None
+    time_in_force: str
+    status: str
+    filled_quantity: int
+    filled_notional: Decimal
+    reject: tuple[str, str, str] | None
+    original_quantity: int
+    original_limit_price: Decimal | None
+    version: int
+
+    @classmethod
+    def of(cls, o: Order) -> OrderSnapshot:
+        return cls(o.order_id, o.client_order_id, o.account_id, o.symbol, o.side, o.quantity,
+                   o.order_type, o.limit_price, o.time_in_force, o.status, o.filled_quantity,
+                   o.filled_notional, o.reject, o.original_quantity, o.original_limit_price,
+                   o.version)

@@ -31,6 +31,10 @@ class OrderStatus(StrEnum):
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELED = "canceled"
+    # FIX OrdStatus 6 and E: requested, not yet confirmed by the venue; the order can still
+    # trade at its current terms until the venue confirms (ARCHITECTURE rule 10).
+    PENDING_CANCEL = "pending_cancel"
+    PENDING_REPLACE = "pending_replace"
 
 
 class Source(StrEnum):
@@ -49,6 +53,7 @@ class CancelReason(StrEnum):
     REQUESTED = "requested"
     IOC_REMAINDER = "ioc_remainder"
     FOK_UNFILLED = "fok_unfilled"
+    # A market order's remainder when no liquidity is left within its protection price.
     MARKET_NO_LIQUIDITY = "market_no_liquidity"
     END_OF_DAY = "end_of_day"
     # FINRA Rule 5210 / wash trades: an order never trades against the same account's
@@ -56,7 +61,49 @@ class CancelReason(StrEnum):
     SELF_TRADE_PREVENTED = "self_trade_prevented"
 
 
+class ExposureMode(StrEnum):
+    """How an account's credit exposure is counted (15c3-5(c)(1)(i)); recorded per trading day.
+
+    gross: every buy and sell entered counts (open leaves at their price, fills at theirs).
+    net: the worse side if every open order of that side filled and none of the other:
+         max(buys entered - sells filled, sells entered - buys filled).
+    """
+
+    GROSS = "gross"
+    NET = "net"
+
+
+class ReferenceSource(StrEnum):
+    """Where a reference price came from (recorded with every decision that used it)."""
+
+    LAST_SALE = "last_sale"  # the venue's last print against an outside participant
+    PREVIOUS_CLOSE = "previous_close"  # valid for the trading day until the symbol prints
+
+
+class RequestStage(StrEnum):
+    """Where a cancel or replace was refused: by a control on request, or by the venue."""
+
+    REQUEST = "request"
+    VENUE = "venue"
+
+
 ZERO = Decimal(0)
+
+
+class FrozenRecord(dict[str, str]):
+    """A read-only str -> str mapping for events (deeply immutable, serialises as a JSON
+    object: orjson writes dict subclasses as objects)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: object, **_kwargs: object) -> None:
+        raise TypeError("events are immutable")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
 
 
 def signed_quantity(side: str, quantity: int) -> int:

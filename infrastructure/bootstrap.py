@@ -67,7 +67,7 @@ class System:
         self.writer_lock.release()
 
 
-def build_engine(settings: Settings, config: FirmConfig, store: EventStore,
+def build_engine(settings: Settings, config: FirmConfig, store: Any,
                  clock: Callable[[], int] = utc_now_ns) -> Engine:
     def new_book() -> BookOfRecord:
         return BookOfRecord(config.instruments, config.new_accounts(), config.firm)
@@ -75,9 +75,11 @@ def build_engine(settings: Settings, config: FirmConfig, store: EventStore,
     def new_venue(book: BookOfRecord) -> SimulatedVenue:
         liquidity = (SyntheticLiquidity(book.instruments, settings.liquidity_seed)
                      if settings.liquidity_provider else None)
-        return SimulatedVenue(book.instruments, liquidity)
+        return SimulatedVenue(book.instruments, liquidity, lambda: book.priority_seq)
 
-    engine = Engine(new_book, new_venue, store, clock, id_factory(), settings.batch_max)
+    engine = Engine(new_book, new_venue, store, clock, id_factory(), settings.batch_max,
+                    calendar=config.calendar, queue_max=settings.engine_queue_max,
+                    snapshot_every=settings.snapshot_every)
     engine.recover()
     gc.freeze()  # the recovered book is long-lived (commands/garbage_collection.py)
     return engine

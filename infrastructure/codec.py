@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 
 from domain.events import DECIMAL_FIELDS, EVENT_TYPES, SCHEMA_VERSION
+from domain.values import FrozenRecord
 
 TOPIC_PREFIX = "domain.events:"
 GENESIS_HASH = "0" * 64
@@ -50,6 +51,8 @@ UUID_FIELDS = {name: _fields_annotated(cls, lambda t: "UUID" in t)
                for name, cls in EVENT_TYPES.items()}
 TUPLE_FIELDS = {name: _fields_annotated(cls, lambda t: t.startswith("tuple"))
                 for name, cls in EVENT_TYPES.items()}
+RECORD_FIELDS = {name: _fields_annotated(cls, lambda t: t == "FrozenRecord")
+                 for name, cls in EVENT_TYPES.items()}
 
 _LAYOUT: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     name: (cls._fields, tuple(i for i, f in enumerate(cls._fields) if f in DECIMAL_FIELDS[name]))
@@ -109,6 +112,8 @@ def event_from_body(name: str, body: dict[str, Any]) -> Any:
         value = body[field]
         if value is not None:
             body[field] = _frozen(value)
+    for field in RECORD_FIELDS[name]:
+        body[field] = FrozenRecord(body[field])
     return cls(**body)
 
 

@@ -16,11 +16,16 @@ from typing import Any
 from domain.accounts import Account
 from domain.instruments import Instrument
 from domain.limits import FirmLimits, RiskLimits
+from domain.values import ExposureMode
+from infrastructure.calendar import ConfiguredCalendar, parse_calendar
 
 LIMIT_KEYS = frozenset({"version", "max_order_quantity", "max_order_notional",
                         "price_collar_pct", "credit_limit", "duplicate_window_ms"})
 ACCOUNT_KEYS = LIMIT_KEYS | {"account_id", "cash", "restricted_symbols"}
 INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "lot_size", "reference_price"})
+FIRM_KEYS = frozenset({"credit_limit", "restricted_symbols", "defaults", "exposure_mode",
+                       "reference_max_age_ms"})
+TOP_KEYS = frozenset({"firm", "instruments", "accounts", "calendar"})
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class FirmConfig:
     firm: FirmLimits
     instruments: tuple[Instrument, ...]
     account_specs: tuple[dict[str, Any], ...]
+    calendar: ConfiguredCalendar
 
     def new_accounts(self) -> list[Account]:
         """Fresh account objects (each engine owns its own; state is rebuilt from the log)."""
@@ -119,7 +125,9 @@ def _instrument(spec: dict[str, Any]) -> Instrument:
 
 
 def parse_config(doc: dict[str, Any]) -> FirmConfig:
+    _check_keys(doc, TOP_KEYS, "configuration")
     firm = doc["firm"]
+    _check_keys(firm, FIRM_KEYS, "firm")
     defaults = _limits(firm.get("defaults", {}), None, "firm.defaults")
     instruments = tuple(_instrument(i) for i in doc.get("instruments", ()))
     specs = tuple(doc.get("accounts", ()))
@@ -131,15 +139,25 @@ def parse_config(doc: dict[str, Any]) -> FirmConfig:
     firm_credit = _decimal(firm["credit_limit"], "firm.credit_limit")
     if firm_credit < 0:
         raise ValueError("firm.credit_limit: must be >= 0")
+    mode = firm.get("exposure_mode", ExposureMode.GROSS.value)
+    if mode not in [m.value for m in ExposureMode]:
+        raise ValueError(f"firm.exposure_mode: {mode!r} is not one of "
+                         f"{', '.join(m.value for m in ExposureMode)}")
+    max_age_ms = _int(firm.get("reference_max_age_ms", 300_000), "firm.reference_max_age_ms")
+    if max_age_ms <= 0:
+        raise ValueError("firm.reference_max_age_ms: must be > 0")
     return FirmConfig(
         firm=FirmLimits(
             credit_limit=firm_credit,
             restricted_symbols=_symbols(firm.get("restricted_symbols", []),
                                         "firm.restricted_symbols"),
             defaults=defaults,
+            reference_max_age_ns=max_age_ms * 1_000_000,
+            exposure_mode=mode,
         ),
         instruments=instruments,
         account_specs=specs,
+        calendar=parse_calendar(doc.get("calendar", {})),
     )
 
 

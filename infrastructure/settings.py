@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     liquidity_provider: bool = Field(
         False, description="Run the venue's synthetic liquidity provider.")
     liquidity_seed: int = Field(7, description="Seed of the synthetic liquidity provider.")
+    engine_queue_max: int = Field(
+        20_000, gt=0, description="Commands the engine queues before answering 503 (busy).")
+    snapshot_every: int = Field(
+        200_000, gt=0,
+        description="Events between snapshots of the book of record (taken when idle and "
+        "after each trading-day close); a restart replays only the log after the latest.")
     host: str = "127.0.0.1"
     port: int = 8000
 

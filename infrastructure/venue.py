@@ -6,15 +6,19 @@ here only after their acceptance is durable (record before release); every execu
 reported back through a callback and becomes an ``OrderFilled`` event.
 
 Resting entries are the engine's own ``Order`` objects (the engine and the venue share one
-thread), so an order's leaves quantity is always the one the book of record holds.
+thread), so an order's leaves quantity is always the one the book of record holds. Each price
+level is queued by ``Order.priority``, the sequence the book of record assigns in log order
+(at acceptance, and again when a confirmed replace loses priority): the venue and a restart's
+re-release follow one rule, so live and recovered queues cannot disagree.
+
+Market orders trade only up to their protection price (``Order.price_limit``).
 """
 
 from __future__ import annotations
 
 import random
 from bisect import bisect_left, insort
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 from domain.instruments import Instrument
@@ -25,13 +29,14 @@ from domain.values import OrderType, Side
 class LiquidityQuote:
     """A resting quote of the synthetic liquidity provider (not the firm's order)."""
 
-    __slots__ = ("filled_quantity", "limit_price", "quantity", "side")
+    __slots__ = ("filled_quantity", "limit_price", "priority", "quantity", "side")
 
-    def __init__(self, side: str, price: Decimal, quantity: int) -> None:
+    def __init__(self, side: str, price: Decimal, quantity: int, priority: float) -> None:
         self.side = side
         self.limit_price = price
         self.quantity = quantity
         self.filled_quantity = 0
+        self.priority = priority
 
 
 Resting = Order | LiquidityQuote
@@ -39,23 +44,30 @@ Resting = Order | LiquidityQuote
 OnExecution = Callable[[Order, Resting, int, Decimal], None]
 
 
+def _priority(entry: Resting) -> float:
+    return entry.priority
+
+
 class _Side:
-    """One side of a book: price levels in a sorted list, FIFO queues per level."""
+    """One side of a book: price levels in a sorted list, a queue per level in priority."""
 
     __slots__ = ("levels", "prices")
 
     def __init__(self) -> None:
         self.prices: list[Decimal] = []  # ascending
-        self.levels: dict[Decimal, deque[Resting]] = {}
+        self.levels: dict[Decimal, list[Resting]] = {}
 
-    def add(self, entry: Resting) -> None:
-        price = entry.limit_price
-        assert price is not None
+    def add(self, entry: Resting, price: Decimal) -> None:
         level = self.levels.get(price)
         if level is None:
-            level = self.levels[price] = deque()
+            self.levels[price] = [entry]
             insort(self.prices, price)
-        level.append(entry)
+        elif level[-1].priority <= entry.priority:
+            level.append(entry)  # the usual case: the newest priority joins at the back
+        else:
+            # Released after an order that the book ranked behind it (pipelined venue
+            # steps): the queue follows the book's priority, not arrival.
+            insort(level, entry, key=_priority)
 
     def remove(self, entry: Resting, price: Decimal) -> bool:
         level = self.levels.get(price)
@@ -88,6 +100,12 @@ class OrderBook:
     def best_ask(self) -> Decimal | None:
         return self.asks.prices[0] if self.asks.prices else None
 
+    def resting(self) -> Iterator[tuple[Resting, Decimal]]:
+        for side in (self.bids, self.asks):
+            for price in side.prices:
+                for entry in side.levels[price]:
+                    yield entry, price
+
     def available(self, side: str, limit: Decimal | None, account_id: str) -> int:
         """Quantity a taker of ``account_id`` on ``side`` could execute at ``limit`` (None =
         market): matching stops at the account's own first resting order (self-trade
@@ -107,10 +125,14 @@ class OrderBook:
 
 class SimulatedVenue:
     def __init__(self, instruments: dict[str, Instrument],
-                 liquidity: SyntheticLiquidity | None = None) -> None:
+                 liquidity: SyntheticLiquidity | None = None,
+                 priority_now: Callable[[], int] = lambda: 0) -> None:
         self.instruments = instruments
         self.books = {symbol: OrderBook(symbol) for symbol in instruments}
         self.liquidity = liquidity
+        # The book of record's priority sequence: the liquidity provider's quotes queue
+        # after every firm order ranked so far.
+        self.priority_now = priority_now
 
     def match(self, order: Order, on_execution: OnExecution) -> bool:
         """Execute against the contra side, best price first, then time; rest a limit remainder
@@ -122,7 +144,7 @@ class SimulatedVenue:
         book = self.books[order.symbol]
         buying = order.side == Side.BUY
         contra = book.asks if buying else book.bids
-        limit = order.limit_price if order.order_type == OrderType.LIMIT else None
+        limit = order.price_limit
         while order.quantity > order.filled_quantity and contra.prices:
             price = contra.prices[0] if buying else contra.prices[-1]
             if limit is not None and (price > limit if buying else price < limit):
@@ -137,16 +159,17 @@ class SimulatedVenue:
                 maker.filled_quantity += quantity
             on_execution(order, maker, quantity, price)
             if maker.filled_quantity >= maker.quantity:
-                level.popleft()
+                del level[0]
                 if not level:
                     contra._drop_level(price)
-        if (order.quantity > order.filled_quantity and limit is not None
+        if (order.quantity > order.filled_quantity and order.order_type == OrderType.LIMIT
                 and order.time_in_force in ("day", "gtc")):
-            (book.bids if buying else book.asks).add(order)
+            assert limit is not None
+            (book.bids if buying else book.asks).add(order, limit)
         return True
 
     def can_fill_completely(self, order: Order) -> bool:
-        limit = order.limit_price if order.order_type == OrderType.LIMIT else None
+        limit = order.price_limit
         needed = order.quantity - order.filled_quantity
         book = self.books[order.symbol]
         return book.available(order.side, limit, order.account_id) >= needed
@@ -161,7 +184,12 @@ class SimulatedVenue:
 
     def requote(self) -> None:
         if self.liquidity is not None:
-            self.liquidity.requote(self.books)
+            self.liquidity.requote(self.books, self.priority_now() + 0.5)
+
+    def resting(self) -> Iterator[tuple[Resting, Decimal]]:
+        """Every resting entry with the price level it rests at (for invariant checks)."""
+        for book in self.books.values():
+            yield from book.resting()
 
 
 class SyntheticLiquidity:
@@ -185,7 +213,7 @@ class SyntheticLiquidity:
             return None
         return self.mid_ticks[symbol] * instrument.tick_size
 
-    def requote(self, books: dict[str, OrderBook]) -> None:
+    def requote(self, books: dict[str, OrderBook], priority: float) -> None:
         for symbol, quote in self.quotes:
             if quote.filled_quantity < quote.quantity:
                 side = books[symbol].bids if quote.side == Side.BUY else books[symbol].asks
@@ -211,6 +239,6 @@ class SyntheticLiquidity:
                         else (best_bid is not None and price <= best_bid)
                     ):
                         continue
-                    quote = LiquidityQuote(side, price, size)
-                    (book.bids if side == Side.BUY else book.asks).add(quote)
+                    quote = LiquidityQuote(side, price, size, priority)
+                    (book.bids if side == Side.BUY else book.asks).add(quote, price)
                     self.quotes.append((symbol, quote))

@@ -8,13 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from domain.events import (
+    ORDER_EVENTS,
     OrderAccepted,
-    OrderCanceled,
     OrderEvent,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
 )
+from domain.lifecycle import action_of, transition
 from domain.values import ZERO, OrderStatus
 from projections.recorded import Recorded
 from projections.tables import orders_view, select_by_keys
@@ -37,6 +38,9 @@ class OrdersView:
     name = "orders"
 
     def process(self, conn: sa.Connection, batch: Sequence[Recorded]) -> None:
+        batch = [r for r in batch if type(r.event) in ORDER_EVENTS]
+        if not batch:
+            return
         order_ids = list({str(r.event.order_id) for r in batch})
         rows = {row["order_id"]: dict(row) for row in select_by_keys(conn, orders_view, order_ids)}
         existing = set(rows)
@@ -66,15 +70,14 @@ def _apply(rows: dict[str, dict[str, Any]], event: OrderEvent) -> None:
         case OrderFilled():
             row["filled_quantity"] = event.cumulative_quantity
             row["filled_notional"] += event.fill_price * event.fill_quantity
-            row["status"] = (
-                OrderStatus.PARTIALLY_FILLED if event.leaves_quantity else OrderStatus.FILLED
-            ).value
-        case OrderCanceled():
-            row["status"] = OrderStatus.CANCELED.value
         case OrderReplaced():
             row["quantity"] = event.quantity
             row["limit_price"] = event.limit_price
-        # ReplaceRejected and CancelRejected leave the order as it was; only its version moves.
+    # The status moves through the lifecycle table the engine uses (one rule for both);
+    # refusals on request leave it as it was, only the version moves.
+    action = action_of(event, row["filled_quantity"])
+    if action is not None:
+        row["status"] = transition(OrderStatus(row["status"]), action).value
 
 
 def _first_row(event: OrderAccepted | OrderRejected) -> dict[str, Any]:

@@ -89,8 +89,9 @@ audit_trail = sa.Table(
     sa.Column("ts_ns", sa.BigInteger, nullable=False, index=True),
     sa.Column("actor", NAME, nullable=False),
     sa.Column("source", NAME, nullable=False),
-    sa.Column("account_id", NAME, nullable=False, index=True),
-    sa.Column("order_id", ID, nullable=False, index=True),
+    # Empty for events of no account or order (trading days, the engine's own records).
+    sa.Column("account_id", NAME, nullable=True, index=True),
+    sa.Column("order_id", ID, nullable=True, index=True),
     # The stored body as recorded (with schema and prev_hash), so the trail is self-contained.
     sa.Column("payload", sa.Text, nullable=False),
 )

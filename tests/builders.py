@@ -27,13 +27,14 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from domain import events as ev
 from domain.accounts import Account
-from domain.book_of_record import BookOfRecord
+from domain.book_of_record import LIQUIDITY_PROVIDER, BookOfRecord
 from domain.events import OrderAccepted, OrderFilled, OrderRejected
 from domain.instruments import Instrument
 from domain.limits import FirmLimits, RiskLimits
 from domain.orders import Order
-from domain.values import OrderType, Side, Source, TimeInForce
+from domain.values import CancelReason, OrderType, RequestStage, Side, Source, TimeInForce
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z in epoch nanoseconds
 SECOND = 1_000_000_000
@@ -143,17 +144,32 @@ def default_accounts() -> list[Account]:
     return [account(ACCOUNT), account(OTHER_ACCOUNT, restricted_symbols={"MSFT"})]
 
 
+TRADING_DATE = "2023-11-14"
+
+
 def book(
     instruments: Iterable[Instrument] | None = None,
     accounts: Iterable[Account] | None = None,
     firm_limits: FirmLimits | None = None,
+    *,
+    opened: bool = True,
 ) -> BookOfRecord:
-    """A fresh ``BookOfRecord`` over the default world unless told otherwise."""
-    return BookOfRecord(
+    """A fresh ``BookOfRecord`` over the default world unless told otherwise, with its
+    trading day ``TRADING_DATE`` open (orders need one) unless ``opened=False``."""
+    new = BookOfRecord(
         default_instruments() if instruments is None else instruments,
         default_accounts() if accounts is None else accounts,
         firm() if firm_limits is None else firm_limits,
     )
+    if opened:
+        open_day(new, TRADING_DATE, T0 - SECOND)
+    return new
+
+
+def open_day(b: BookOfRecord, date: str = TRADING_DATE, now_ns: int | None = None,
+             close_ns: int | None = None) -> Any:
+    return b.open_day(date, "system", Source.SYSTEM, T0 if now_ns is None else now_ns,
+                      close_ns, "test")
 
 
 def submit(b: BookOfRecord, **overrides: Any) -> OrderAccepted | OrderRejected:
@@ -206,5 +222,53 @@ def fill(
     px = order.exposure_price if price is None else Decimal(price)
     return b.fill(
         order, qty, px, trade_id=f"t-{order.order_id.int}-{order.version + 1}",
-        liquidity="taker", counterparty="venue-lp", now_ns=ts() if now_ns is None else now_ns,
+        liquidity="taker", counterparty=LIQUIDITY_PROVIDER,
+        now_ns=ts() if now_ns is None else now_ns,
     )
+
+
+def sample_events() -> list[Any]:
+    """One event of every type, with awkward decimals (trailing zeros, exponents, None)."""
+    oid = order_id(0xABCDEF)
+    common = (oid, 3, T0 + 123_456_789, ACTOR, "api", ACCOUNT, "AAPL")
+    day = uuid.UUID(int=0xDA7)
+    return [
+        ev.OrderAccepted(oid, 1, T0, ACTOR, "api", ACCOUNT, "AAPL", "c-1", Side.BUY, 100,
+                         OrderType.LIMIT, Decimal("190.10"), "day", Decimal("190.00"),
+                         "last_sale", T0 - 5, None, Decimal("190.10"), Decimal("0E-8"),
+                         Decimal("12345.678901234567"), 7, limits().record,
+                         ("unknown_account", "credit"), "2023-11-14"),
+        ev.OrderAccepted(oid, 1, T0, ACTOR, "api", ACCOUNT, "AAPL", "c-1m", Side.SELL, 10,
+                         OrderType.MARKET, None, "ioc", Decimal("190.00"), "previous_close",
+                         T0 - 9, Decimal("171.00"), Decimal("171.00"), Decimal("0"),
+                         Decimal("0"), 7, limits().record, ("session",), "2023-11-14"),
+        ev.OrderRejected(oid, 1, T0, ACTOR, "api", ACCOUNT, "AAPL", "c-2", "sell", 5,
+                         OrderType.MARKET, None, "ioc", "price_collar",
+                         "reference price required", "none", None, None, None, None, 0, (),
+                         None),
+        ev.OrderRejected(oid, 1, T0, ACTOR, "api", ACCOUNT, "AAPL", "c-3", "buy", 5,
+                         "limit", Decimal("1E+3"), "day", "credit", "10", "11",
+                         Decimal("190"), "last_sale", T0, Decimal("-0.00"), 2,
+                         ("unknown_account",), "2023-11-14"),
+        ev.OrderFilled(*common[:7], "buy", "t-1", 40, Decimal("189.9999"), 40, 60, "taker",
+                       "venue:liquidity-provider"),
+        ev.CancelRequested(*common, CancelReason.REQUESTED),
+        ev.OrderCanceled(*common, 60, CancelReason.END_OF_DAY),
+        ev.CancelRejected(*common, "order is filled", "filled", RequestStage.REQUEST),
+        ev.ReplaceRequested(*common, 100, Decimal("190.00"), 200, Decimal("191.5"),
+                            Decimal("190.00"), "last_sale", T0, Decimal("19000.00"),
+                            Decimal("19000.00"), Decimal("1E+1"), 7, ("order_type", "credit")),
+        ev.OrderReplaced(*common, 100, Decimal("190.00"), 200, Decimal("191.5"), True),
+        ev.ReplaceRejected(*common, None, Decimal("250.00"), "price_collar", "0.10", "0.3",
+                           RequestStage.REQUEST),
+        ev.ReplaceRejected(*common, 10, None, "venue", "> 30 filled", "10", RequestStage.VENUE),
+        ev.TradingDayOpened(day, 1, T0, "system", "system", "2023-11-14", "gross",
+                            (("AAPL", "190.00"), ("MSFT", "410")), T0 + 3600 * SECOND,
+                            "scheduled open"),
+        ev.TradingDayClosed(day, 2, T0 + 1, "system", "system", "2023-11-14",
+                            (("AAPL", "191.10"),), 3, "scheduled close"),
+        ev.EngineRecovered(uuid.UUID(int=0xE1), 1, T0 + 2, "system", "system",
+                           "OperationalError: server closed the connection", 41),
+        ev.BookSnapshotTaken(uuid.UUID(int=0x5A), 1, T0 + 3, "system", "system", 40,
+                             "ab" * 32, 1234),
+    ]

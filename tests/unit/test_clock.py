@@ -43,9 +43,9 @@ def new_engine(journal: MemoryJournal) -> Engine:
     return engine
 
 
-def order(client_order_id: str) -> SubmitOrder:
+def order(client_order_id: str, quantity: int = 10) -> SubmitOrder:
     return SubmitOrder(client_order_id=client_order_id, account_id=builders.ACCOUNT,
-                       symbol="AAPL", side="buy", quantity=10, order_type="limit",
+                       symbol="AAPL", side="buy", quantity=quantity, order_type="limit",
                        limit_price=Decimal("189.00"), actor=builders.ACTOR)
 
 
@@ -57,8 +57,9 @@ def outcome(results: Sequence[Outcome | BaseException]) -> dict[str, Any]:
 
 def test_events_carry_the_wall_clock_in_utc_nanoseconds() -> None:
     journal = MemoryJournal()
-    engine = new_engine(journal)
     with freeze_time("2026-11-25 15:00:00.123456"):
+        # Built under the frozen clock: the engine's stamps never go back before its start.
+        engine = new_engine(journal)
         outcome(engine.execute([order("c-1")]))
     (event,) = journal.events
     whole_seconds = int(datetime(2026, 11, 25, 15, 0, 0, tzinfo=UTC).timestamp())
@@ -67,9 +68,9 @@ def test_events_carry_the_wall_clock_in_utc_nanoseconds() -> None:
 
 
 def test_duplicate_window_is_measured_in_wall_clock_time() -> None:
-    engine = new_engine(MemoryJournal())
     window_ms = builders.limits().duplicate_window_ns // builders.MS
     with freeze_time("2026-11-25 15:00:00") as clock:
+        engine = new_engine(MemoryJournal())
         assert outcome(engine.execute([order("c-1")]))["status"] == "accepted"
         clock.tick(window_ms / 1000 / 2)
         again = outcome(engine.execute([order("c-2")]))  # same order, new client id
@@ -78,3 +79,16 @@ def test_duplicate_window_is_measured_in_wall_clock_time() -> None:
                                    "observed": f"{window_ms * 1_000_000 // 2}ns"}
         clock.tick(window_ms / 1000)
         assert outcome(engine.execute([order("c-3")]))["status"] == "accepted"
+
+
+def test_stamps_never_go_backwards_when_the_wall_clock_does() -> None:
+    """Log order is time order (ARCHITECTURE rule 10): a clock stepped back by NTP must not
+    stamp a later event earlier than the one before it."""
+    journal = MemoryJournal()
+    with freeze_time("2026-11-25 15:00:00") as clock:
+        engine = new_engine(journal)
+        outcome(engine.execute([order("c-1")]))
+        clock.move_to("2026-11-25 14:59:00")
+        outcome(engine.execute([order("c-2", 20)]))
+    stamps = [e.ts_ns for e in journal.events]
+    assert stamps == sorted(stamps) and len(stamps) == 2

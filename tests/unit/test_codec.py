@@ -10,40 +10,15 @@ import orjson
 import pytest
 
 from domain import events as ev
-from domain.values import CancelReason, OrderType, Side
+from domain.values import CancelReason
 from infrastructure import codec
 from tests import builders as b
 
-OID = b.order_id(0xABCDEF)
+SAMPLES = b.sample_events()
 
 
-def _samples() -> list[Any]:
-    """One event of every type, with awkward decimals (trailing zeros, exponents, None)."""
-    common = (OID, 3, b.T0 + 123_456_789, b.ACTOR, "api", b.ACCOUNT, "AAPL")
-    return [
-        ev.OrderAccepted(OID, 1, b.T0, b.ACTOR, "api", b.ACCOUNT, "AAPL", "c-1", Side.BUY, 100,
-                         OrderType.LIMIT, Decimal("190.10"), "day", Decimal("190.00"),
-                         Decimal("190.10"), Decimal("0E-8"), Decimal("12345.678901234567"), 7,
-                         b.limits().record, ("unknown_account", "credit")),
-        ev.OrderRejected(OID, 1, b.T0, b.ACTOR, "api", b.ACCOUNT, "AAPL", "c-2", "sell", 5,
-                         OrderType.MARKET, None, "ioc", "price_collar",
-                         "reference price required", "none", None, None, 0, ()),
-        ev.OrderRejected(OID, 1, b.T0, b.ACTOR, "api", b.ACCOUNT, "AAPL", "c-3", "buy", 5,
-                         "limit", Decimal("1E+3"), "day", "credit", "10", "11",
-                         Decimal("190"), Decimal("-0.00"), 2, ("unknown_account",)),
-        ev.OrderFilled(*common[:7], "buy", "t-1", 40, Decimal("189.9999"), 40, 60, "taker",
-                       "venue-lp"),
-        ev.OrderCanceled(*common, 60, CancelReason.END_OF_DAY),
-        ev.OrderReplaced(*common, 100, Decimal("190.00"), 200, Decimal("191.5"),
-                         Decimal("190.00"), Decimal("19000.00"), Decimal("19000.00"), 7,
-                         ("order_type", "credit")),
-        ev.ReplaceRejected(*common, None, Decimal("250.00"), "price_collar", "0.10", "0.3"),
-        ev.ReplaceRejected(*common, 10, None, "min_quantity", "> 30 filled", "10"),
-        ev.CancelRejected(*common, "order is filled", "filled"),
-    ]
-
-
-SAMPLES = _samples()
+def sample(name: str) -> Any:
+    return next(e for e in SAMPLES if type(e).__name__ == name)
 
 
 def test_every_event_type_has_a_sample() -> None:
@@ -71,7 +46,7 @@ def test_stored_form_is_plain_json_with_decimals_as_strings(event: Any) -> None:
     body = json.loads(codec.encode(event, "ab" * 32))
     assert body["schema"] == ev.SCHEMA_VERSION[type(event).__name__]
     assert body["prev_hash"] == "ab" * 32
-    assert body["order_id"] == str(OID)
+    assert body[event._fields[0]] == str(event[0])
     for name in ev.DECIMAL_FIELDS[type(event).__name__]:
         value = getattr(event, name)
         assert body[name] == (None if value is None else str(value))
@@ -80,8 +55,8 @@ def test_stored_form_is_plain_json_with_decimals_as_strings(event: Any) -> None:
 
 def test_decimal_fields_cover_every_money_field() -> None:
     assert ev.DECIMAL_FIELDS["OrderAccepted"] == {
-        "limit_price", "reference_price", "exposure_price", "exposure_before",
-        "firm_exposure_before"}
+        "limit_price", "reference_price", "protection_price", "exposure_price",
+        "exposure_before", "firm_exposure_before"}
     assert ev.DECIMAL_FIELDS["OrderFilled"] == {"fill_price"}
     assert ev.DECIMAL_FIELDS["CancelRejected"] == frozenset()
 
@@ -94,10 +69,13 @@ def test_round_trip_of_events_from_a_real_book() -> None:
         accepted,
         b.submit(book, quantity=5_000),
         b.fill(book, order, 10, "189.99"),
-        book.replace(order, 50, Decimal("190.50"), b.ACTOR, "api", b.ts()),
-        book.replace(order, None, Decimal("500.00"), b.ACTOR, "api", b.ts()),
-        book.cancel(order, b.ACTOR, "api", b.ts()),
-        book.cancel(order, b.ACTOR, "api", b.ts()),
+        book.request_replace(order, 50, Decimal("190.50"), b.ACTOR, "api", b.ts()),
+        book.confirm_replace(order, b.ts()),
+        book.request_replace(order, None, Decimal("500.00"), b.ACTOR, "api", b.ts()),
+        book.request_cancel(order, b.ACTOR, "api", b.ts()),
+        book.confirm_cancel(order, b.ts()),
+        book.request_cancel(order, b.ACTOR, "api", b.ts()),
+        *book.close_day("system", "system", b.ts(), "test")[:1],
     ]
     for e in events:
         assert codec.decode(codec.topic_of(e), codec.encode(e, codec.GENESIS_HASH)) == e
@@ -120,8 +98,8 @@ def test_hash_chain_links_each_event_to_its_predecessor() -> None:
 
 
 def test_tampering_breaks_the_chain() -> None:
-    first = codec.encode(SAMPLES[3], codec.GENESIS_HASH)
-    second = codec.encode(SAMPLES[4], codec.state_hash(first))
+    first = codec.encode(sample("OrderFilled"), codec.GENESIS_HASH)
+    second = codec.encode(sample("OrderCanceled"), codec.state_hash(first))
     tampered = first.replace(b'"189.9999"', b'"1.9999"')
     assert tampered != first
     assert orjson.loads(second)["prev_hash"] != codec.state_hash(tampered)
@@ -133,20 +111,20 @@ def test_state_hash_is_sha256_hex() -> None:
 
 
 def test_encoding_is_deterministic() -> None:
-    e = SAMPLES[0]
+    e = sample("OrderAccepted")
     assert codec.encode(e, "x") == codec.encode(e, "x")
     assert codec.state_hash(codec.encode(e, "x")) != codec.state_hash(codec.encode(e, "y"))
 
 
 def test_unencodable_value_raises() -> None:
-    bad = SAMPLES[4]._replace(canceled_quantity=object())
+    bad = sample("OrderCanceled")._replace(canceled_quantity=object())
     with pytest.raises(TypeError):
         codec.encode(bad, codec.GENESIS_HASH)
 
 
 def test_registered_upcaster_applied_to_old_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend OrderCanceled v1 lacked ``reason`` and v2 is the current shape."""
-    event = SAMPLES[4]
+    event = sample("OrderCanceled")
     old = event._asdict()
     del old["reason"]
     old["schema"] = 1
@@ -175,7 +153,7 @@ def test_registered_upcaster_applied_to_old_schema(monkeypatch: pytest.MonkeyPat
 
 
 def test_upcasters_chain_over_several_versions(monkeypatch: pytest.MonkeyPatch) -> None:
-    event = SAMPLES[8]  # CancelRejected
+    event = sample("CancelRejected")
     body = event._asdict() | {"schema": 1, "why": "order is filled"}
     del body["reason"]
     monkeypatch.setitem(codec.SCHEMA_VERSION, "CancelRejected", 3)
@@ -186,7 +164,7 @@ def test_upcasters_chain_over_several_versions(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_missing_schema_field_is_treated_as_version_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    event = SAMPLES[6]
+    event = sample("ReplaceRejected")
     body = orjson.loads(codec.encode(event, codec.GENESIS_HASH))
     del body["schema"]
     monkeypatch.setitem(codec.SCHEMA_VERSION, "ReplaceRejected", 2)
@@ -195,7 +173,7 @@ def test_missing_schema_field_is_treated_as_version_one(monkeypatch: pytest.Monk
 
 
 def test_missing_upcaster_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    event = SAMPLES[4]
+    event = sample("OrderCanceled")
     stored = codec.encode(event, codec.GENESIS_HASH)
     monkeypatch.setitem(codec.SCHEMA_VERSION, "OrderCanceled", 2)
     with pytest.raises(KeyError):

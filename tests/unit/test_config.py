@@ -87,8 +87,8 @@ def test_new_accounts_are_fresh_objects() -> None:
     cfg = parse('[[accounts]]\naccount_id = "X"\n')
     one, two = cfg.new_accounts()[0], cfg.new_accounts()[0]
     assert one is not two
-    one.exposure += 1
-    assert two.exposure == 0
+    one.exposure.enter("buy", Decimal(1))
+    assert two.exposure.value("gross") == 0
 
 
 # ----------------------------------------------------------------------- overrides

@@ -1,0 +1,171 @@
+"""The decision: one handler per command, in memory, no I/O (cosmicpython's handlers).
+
+A handler reads and changes the book of record (through its decision methods, which apply
+the events they build), appends those events to the cycle's list, and appends what the venue
+must do once the events are durable (``Release``). It returns a ``Decision``: what the caller
+is told once everything the decision caused is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from commands.models import (
+    CancelOrder,
+    CloseTradingDay,
+    Command,
+    OpenTradingDay,
+    ReplaceOrder,
+    SubmitOrder,
+    TakeSnapshot,
+)
+from commands.outcomes import Outcome, OutcomeKind
+from domain.book_of_record import BookOfRecord, DayError
+from domain.events import CancelRequested, OrderAccepted, ReplaceRejected, ReplaceRequested
+from domain.orders import Order, OrderSnapshot
+
+
+class ReleaseKind(StrEnum):
+    NEW = "new"  # an accepted order goes to the venue
+    CANCEL = "cancel"  # a cancel request goes to the venue
+    REPLACE = "replace"  # a replace request goes to the venue
+
+
+class Release(NamedTuple):
+    kind: ReleaseKind
+    order: Order
+
+
+class Decision(NamedTuple):
+    """A command's result inside the cycle; becomes an ``Outcome`` when acknowledged."""
+
+    kind: OutcomeKind
+    order: Order | OrderSnapshot | None = None
+    detail: dict[str, Any] | None = None
+
+    def acknowledge(self) -> Outcome:
+        # Taken after the venue step, so it shows fills, remainders and confirmations.
+        order = self.order
+        snapshot = order if order is None or isinstance(order, OrderSnapshot) else \
+            OrderSnapshot.of(order)
+        return Outcome(self.kind, snapshot, self.detail)
+
+
+class Context(NamedTuple):
+    """What handlers need besides the book: ids, the clock, the trading calendar."""
+
+    new_id: Callable[[], UUID]
+    stamp: Callable[[], int]  # the engine's clock, never going backwards
+    trading_date: Callable[[int], str]  # the calendar's date of an instant
+    scheduled_close: Callable[[str], int | None]  # the calendar's close of a date
+
+
+def submit_order(ctx: Context, book: BookOfRecord, command: SubmitOrder, events: list[Any],
+                 releases: list[Release]) -> Decision:
+    existing = book.find(command.account_id, command.client_order_id)
+    if existing is not None:
+        # Idempotent resend: the original outcome, nothing journaled.
+        differs = differences(existing, command)
+        if differs:
+            return Decision(OutcomeKind.CONFLICT, existing, {"fields": differs})
+        return Decision(OutcomeKind.EXISTING, existing)
+    event = book.submit(
+        ctx.new_id(), command.account_id, command.client_order_id, command.symbol,
+        command.side, command.quantity, command.order_type, command.limit_price,
+        command.time_in_force, command.actor, command.source, ctx.stamp())
+    events.append(event)
+    if type(event) is OrderAccepted:
+        order = book.orders[event.order_id]
+        releases.append(Release(ReleaseKind.NEW, order))
+        return Decision(OutcomeKind.CREATED, order)
+    return Decision(OutcomeKind.CREATED, book.finished[event.order_id])
+
+
+def cancel_order(ctx: Context, book: BookOfRecord, command: CancelOrder, events: list[Any],
+                 releases: list[Release]) -> Decision:
+    target = book.lookup(command.order_id)
+    if target is None:
+        return Decision(OutcomeKind.NOT_FOUND)
+    event = book.request_cancel(target, command.actor, command.source, ctx.stamp())
+    events.append(event)
+    if type(event) is CancelRequested:
+        assert isinstance(target, Order)
+        releases.append(Release(ReleaseKind.CANCEL, target))
+        return Decision(OutcomeKind.UPDATED, target)
+    return Decision(OutcomeKind.REFUSED, target, {"reason": event.reason})
+
+
+def replace_order(ctx: Context, book: BookOfRecord, command: ReplaceOrder, events: list[Any],
+                  releases: list[Release]) -> Decision:
+    target = book.lookup(command.order_id)
+    if target is None:
+        return Decision(OutcomeKind.NOT_FOUND)
+    event = book.request_replace(target, command.quantity, command.limit_price,
+                                 command.actor, command.source, ctx.stamp())
+    events.append(event)
+    if type(event) is ReplaceRequested:
+        assert isinstance(target, Order)
+        releases.append(Release(ReleaseKind.REPLACE, target))
+        return Decision(OutcomeKind.UPDATED, target)
+    assert isinstance(event, ReplaceRejected)
+    return Decision(OutcomeKind.REFUSED, target, {
+        "control": event.control, "threshold": event.threshold, "observed": event.observed})
+
+
+def open_trading_day(ctx: Context, book: BookOfRecord, command: OpenTradingDay,
+                     events: list[Any], releases: list[Release]) -> Decision:
+    now = ctx.stamp()
+    date = command.trading_date or ctx.trading_date(now)
+    close = command.close_at_ns if command.close_at_ns is not None else \
+        ctx.scheduled_close(date)
+    try:
+        event = book.open_day(date, command.actor, command.source, now, close, command.reason)
+    except DayError as exc:
+        return Decision(OutcomeKind.REFUSED, None, {"reason": str(exc)})
+    events.append(event)
+    return Decision(OutcomeKind.DONE, None, {"trading_date": date, "opened": True})
+
+
+def close_trading_day(ctx: Context, book: BookOfRecord, command: CloseTradingDay,
+                      events: list[Any], releases: list[Release]) -> Decision:
+    try:
+        event, cancels = book.close_day(command.actor, command.source, ctx.stamp(),
+                                        command.reason)
+    except DayError as exc:
+        return Decision(OutcomeKind.REFUSED, None, {"reason": str(exc)})
+    events.append(event)
+    events.extend(cancels)
+    releases.extend(Release(ReleaseKind.CANCEL, book.orders[c.order_id]) for c in cancels
+                    if type(c) is CancelRequested)
+    return Decision(OutcomeKind.DONE, None, {"trading_date": event.trading_date,
+                                             "expiring_orders": event.expiring_orders})
+
+
+Handler = Callable[[Context, BookOfRecord, Any, list[Any], list[Release]], Decision]
+HANDLERS: dict[type[Command], Handler] = {
+    SubmitOrder: submit_order,
+    CancelOrder: cancel_order,
+    ReplaceOrder: replace_order,
+    OpenTradingDay: open_trading_day,
+    CloseTradingDay: close_trading_day,
+    # TakeSnapshot is the engine's own: it needs the store, not the book alone.
+}
+assert TakeSnapshot not in HANDLERS
+
+
+def differences(order: Order | OrderSnapshot, command: SubmitOrder) -> list[str]:
+    """Fields in which a resend differs from the order *as submitted* (a later replace of
+    the original does not make its resend a conflict)."""
+    return [
+        name for name, ours, theirs in (
+            ("symbol", order.symbol, command.symbol),
+            ("side", order.side, command.side),
+            ("quantity", order.original_quantity, command.quantity),
+            ("order_type", order.order_type, command.order_type),
+            ("limit_price", order.original_limit_price, command.limit_price),
+            ("time_in_force", order.time_in_force, command.time_in_force),
+        ) if ours != theirs
+    ]

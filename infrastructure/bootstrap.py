@@ -121,6 +121,7 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
         raise
     runner = read.projections
     engine.on_commit = lambda _position: runner.notify()
+    engine.run_batch([])  # the calendar's trading day, if one is due, opens as the engine does
     system = System(settings, config, read.store, engine, read.read_models, runner, lock)
     if start:
         system.start()

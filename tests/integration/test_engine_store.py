@@ -21,9 +21,10 @@ import psycopg
 import pytest
 
 from commands.engine import Engine, NotRecorded
-from commands.models import CancelOrder, Command, EndOfDay, ReplaceOrder, SubmitOrder
+from commands.models import CancelOrder, CloseTradingDay, Command, ReplaceOrder, SubmitOrder
 from commands.outcomes import Outcome
 from domain.events import OrderAccepted, OrderFilled
+from domain.book_snapshot import state_of
 from domain.orders import Order
 from infrastructure.bootstrap import System, bootstrap, build_engine, open_read_side
 from infrastructure.codec import state_hash
@@ -37,8 +38,8 @@ from projections.runner import ProjectionRunner
 pytestmark = pytest.mark.timeout(180)
 
 ALPHA, BETA, GAMMA, DELTA = "ACC-ALPHA", "ACC-BETA", "ACC-GAMMA", "ACC-DELTA"
-T0 = 1_700_000_000_000_000_000
-STEP_NS = 10_000_000_000  # 10 s per engine cycle: never inside the 1 s duplicate window
+T0 = 1_699_920_000_000_000_000  # 2023-11-14T00:00:00Z: the default calendar's day opens
+STEP_NS = 1_000_000_000  # 1 s per clock reading: never inside the 1 s duplicate window
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -97,23 +98,9 @@ def resting(engine: Engine) -> dict[str, dict[str, list[tuple[Decimal, list[str]
     return books
 
 
-def _order_state(o: Order) -> tuple[Any, ...]:
-    return (o.account_id, o.client_order_id, o.symbol, str(o.side), o.quantity,
-            str(o.order_type), o.limit_price, str(o.time_in_force), str(o.status),
-            o.filled_quantity, o.filled_notional, o.exposure_price, o.version, o.reject)
-
-
 def engine_state(engine: Engine) -> dict[str, Any]:
-    book = engine.book
-    return {
-        "orders": {str(o.order_id): _order_state(o) for o in book.orders.values()},
-        "by_client_id": {k: str(v.order_id) for k, v in book.by_client_id.items()},
-        "accounts": {a.account_id: (a.exposure, dict(a.positions), a.cash)
-                     for a in book.accounts.values()},
-        "firm_exposure": book.firm_exposure,
-        "last_trade": dict(book.last_trade),
-        "venue": resting(engine),
-    }
+    """The whole book of record as a snapshot stores it, and the venue's queues."""
+    return {"book": state_of(engine.book), "venue": resting(engine)}
 
 
 def recovered_state(system: System) -> dict[str, Any]:
@@ -344,7 +331,7 @@ def test_engine_thread_acknowledges_only_durable_orders(backend: Settings,
                                                1 + n, "180.00")) for n in range(300)]
         outcomes = [f.result(timeout=60) for f in futures]
         assert {o.kind for o in outcomes} == {"created"}
-        stored = {str(e.order_id) for _, e in system.store.read()}
+        stored = {str(e[0]) for _, e in system.store.read()}
         assert {oid(o) for o in outcomes} <= stored
         assert system.engine.batches <= 300
     finally:
@@ -559,8 +546,9 @@ def test_journal_and_projections_survive_a_restart(open_system: Systems) -> None
     ]))
     assert after[0].order["filled_quantity"] == 20  # type: ignore[index]
     assert after[1].order["status"] == "canceled"  # type: ignore[index]
-    closing = ok(system.engine.execute([EndOfDay(actor="tester")]))[0]
-    assert closing.detail == {"canceled": 1}  # post-1's remainder; d-ask-1 is GTC
+    closing = ok(system.engine.execute([CloseTradingDay(actor="tester")]))[0]
+    # post-1's remainder expires; d-ask-1 is GTC and carries over.
+    assert closing.detail == {"trading_date": "2023-11-14", "expiring_orders": 1}
     system.projections.catch_up()
     continued = system.store.verify()
     assert continued.ok, continued

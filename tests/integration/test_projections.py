@@ -117,17 +117,24 @@ def mixed_log() -> ListSource:
         partial = submitted(b, source, account_id=account, quantity=100, limit_price="189.00")
         order = b.orders[partial.order_id]
         source.append(builders.fill(b, order, 30 + n, "188.99"))
-        source.append(b.replace(order, 90, Decimal("189.10"), ACTOR, Source.API, builders.ts()))
-        source.append(b.cancel(order, ACTOR, Source.API, builders.ts()))
-        source.append(b.cancel(order, ACTOR, Source.API, builders.ts()))
+        source.append(b.request_replace(order, 90, Decimal("189.10"), ACTOR, Source.API,
+                                        builders.ts()),
+                      b.confirm_replace(order, builders.ts()))
+        source.append(b.request_cancel(order, ACTOR, Source.API, builders.ts()),
+                      b.confirm_cancel(order, builders.ts()))
+        source.append(b.request_cancel(b.finished[order.order_id], ACTOR, Source.API,
+                                       builders.ts()))
         submitted(b, source, account_id=account, quantity=5_000)  # max_qty rejects it
         live = submitted(
             b, source, account_id=account, symbol="MSFT", quantity=5, limit_price="410.00"
         )
         if isinstance(live, OrderAccepted):  # ACC-B may not trade MSFT
-            source.append(
-                b.replace(b.orders[live.order_id], 9_000, None, ACTOR, Source.API, builders.ts())
-            )
+            source.append(b.request_replace(b.orders[live.order_id], 9_000, None, ACTOR,
+                                            Source.API, builders.ts()))
+    closed, cancels = b.close_day("system", Source.SYSTEM, builders.ts(), "test")
+    source.append(closed, *cancels)
+    source.append(*(b.confirm_cancel(b.orders[c.order_id], builders.ts()) for c in cancels))
+    source.append(b.open_day("2023-11-15", "system", Source.SYSTEM, builders.ts(), None, "t"))
     return source
 
 
@@ -157,17 +164,20 @@ def test_orders_view_statuses_and_average_fill_price(engine: sa.Engine) -> None:
     order = b.orders[amended.order_id]
     source.append(builders.fill(b, order, 40, "190.00"))
     partially_filled_version = order.version
-    source.append(b.replace(order, 80, Decimal("190.50"), ACTOR, Source.API, builders.ts()))
-    source.append(b.cancel(order, ACTOR, Source.API, builders.ts()))
-    source.append(b.cancel(order, ACTOR, Source.API, builders.ts()))  # CancelRejected
+    source.append(b.request_replace(order, 80, Decimal("190.50"), ACTOR, Source.API,
+                                    builders.ts()),
+                  b.confirm_replace(order, builders.ts()))
+    source.append(b.request_cancel(order, ACTOR, Source.API, builders.ts()),
+                  b.confirm_cancel(order, builders.ts()))
+    source.append(b.request_cancel(b.finished[order.order_id], ACTOR, Source.API,
+                                   builders.ts()))  # CancelRejected
 
     rejected = submitted(b, source, quantity=5_000)
     assert isinstance(rejected, OrderRejected)
 
     resting = submitted(b, source, quantity=10, limit_price="189.00", side=Side.SELL)
-    source.append(
-        b.replace(b.orders[resting.order_id], 5_000, None, ACTOR, Source.API, builders.ts())
-    )  # ReplaceRejected
+    source.append(b.request_replace(b.orders[resting.order_id], 5_000, None, ACTOR, Source.API,
+                                    builders.ts()))  # ReplaceRejected
 
     assert ProjectionRunner(engine, source).catch_up() == len(source.entries)
 
@@ -210,7 +220,7 @@ def test_orders_view_statuses_and_average_fill_price(engine: sa.Engine) -> None:
         assert queries.get_order(conn, "00000000-0000-0000-0000-00000000dead") is None
 
         versions = dict(conn.execute(sa.text("SELECT order_id, version FROM orders_view")).all())
-        assert versions[str(amended.order_id)] == partially_filled_version + 3
+        assert versions[str(amended.order_id)] == partially_filled_version + 5  # 2 requests, 2 confirmations, 1 refusal
         assert versions[str(resting.order_id)] == 2  # the replace rejection moved it
 
         every = queries.list_orders(conn)
@@ -264,25 +274,32 @@ def test_audit_trail_pages_and_filters(engine: sa.Engine) -> None:
     trade(b, source, Side.BUY, 10, "190.00")  # positions 1, 2
     other = submitted(b, source, account_id=OTHER_ACCOUNT, quantity=20)  # 3
     trade(b, source, Side.SELL, 10, "190.00")  # 4, 5
-    source.append(b.cancel(b.orders[other.order_id], ACTOR, Source.API, builders.ts()))  # 6
+    target = b.orders[other.order_id]
+    source.append(b.request_cancel(target, ACTOR, Source.API, builders.ts()),  # 6
+                  b.confirm_cancel(target, builders.ts()))  # 7
+    closed, _ = b.close_day("system", Source.SYSTEM, builders.ts(), "test")
+    source.append(closed)  # 8: no account, no order
     ProjectionRunner(engine, source).catch_up()
 
     with engine.connect() as conn:
         first = queries.audit_events(conn, limit=4)
         assert [e["position"] for e in first] == [1, 2, 3, 4]
         rest = queries.audit_events(conn, limit=4, after=first[-1]["position"])
-        assert [e["position"] for e in rest] == [5, 6]
+        assert [e["position"] for e in rest] == [5, 6, 7, 8]
         assert [e["event_type"] for e in first + rest] == [
             "OrderAccepted", "OrderFilled", "OrderAccepted", "OrderAccepted", "OrderFilled",
-            "OrderCanceled",
+            "CancelRequested", "OrderCanceled", "TradingDayClosed",
         ]  # fmt: skip
+        day = rest[-1]
+        assert (day["account_id"], day["order_id"], day["actor"]) == (None, None, "system")
+        assert day["aggregate_id"] == str(closed.day_id)
 
         assert [e["position"] for e in queries.audit_events(conn, account_id=OTHER_ACCOUNT)] == [
-            3,
-            6,
+            3, 6, 7,
         ]
         by_order = queries.audit_events(conn, order_id=str(other.order_id))
-        assert [(e["position"], e["aggregate_version"]) for e in by_order] == [(3, 1), (6, 2)]
+        assert [(e["position"], e["aggregate_version"]) for e in by_order] == [
+            (3, 1), (6, 2), (7, 3)]
         assert all(e["aggregate_id"] == e["order_id"] == str(other.order_id) for e in by_order)
         window = queries.audit_events(
             conn, since_ns=by_order[0]["ts_ns"], until_ns=by_order[1]["ts_ns"]

@@ -107,14 +107,23 @@ def open_read_side(settings: Settings) -> ReadSide:
 
 def bootstrap(settings: Settings | None = None, *, start: bool = True,
               clock: Callable[[], int] = utc_now_ns) -> System:
-    """The whole system, engine included; refuses if another engine writes to the store."""
+    """The whole system, engine included; refuses if another engine writes to the store.
+
+    The writer lock is the friendly gate (``AnotherWriterRunning`` at start, a watchdog
+    after); the store's own fencing is the guarantee: ``claim_writer`` fences every older
+    engine before this one recovers, and verifies the chain's tail (rules 3 and 5).
+    """
     settings = settings or Settings()
     config = load_config(settings.config_file)
     lock = WriterLock(settings)
+    read: ReadSide | None = None
     try:
         read = open_read_side(settings)
+        read.store.claim_writer()
         engine = build_engine(settings, config, read.store, clock)
     except BaseException:
+        if read is not None:
+            read.close()
         lock.release()
         raise
     runner = read.projections

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
@@ -217,12 +218,9 @@ class EventStore:
                     f"committed ({last.at_ns} ns, per {self.anchors[0].name}): the tail "
                     "was deleted"))
             elif last.position > start:
-                stored = self._stored_hashes([last.position]).get(last.position)
-                if stored != last.hash:
-                    walker_problems.append(ChainProblem(
-                        "rewritten", last.position,
-                        f"record {last.position} differs from the head anchored when it "
-                        "was committed: the chain was rewritten from here or earlier"))
+                problems = self._check_known(last.position, last.hash, "anchored")
+                if problems:
+                    walker_problems.extend(problems)
                 else:
                     start, start_hash = last.position, last.hash
         walker = ChainWalker(start, start_hash)
@@ -240,6 +238,24 @@ class EventStore:
             self._set_status(ChainStatus(True, walker.position, walker.position))
         else:
             self._break(check.problem or "chain broken", walker.position)
+
+    def _check_known(self, position: int, expected: str, how: str) -> list[ChainProblem]:
+        """The record at a known-good point (an anchored or earlier verified head): still
+        there, intact (its own hash), and still the one whose hash was recorded then."""
+        walker = ChainWalker(position - 1, "")
+        walker.feed(self._rows(position - 1, position))
+        if not walker.count:
+            return [ChainProblem("missing", position,
+                                 f"record {position}, {how} earlier, is missing", position)]
+        changed = [p for p in walker.problems if p.kind == "changed"]
+        if changed:
+            return changed
+        if walker.hash != expected:
+            return [ChainProblem(
+                "rewritten", position,
+                f"record {position} differs from the head {how} when it was committed: the "
+                "chain was rewritten from here or earlier")]
+        return []
 
     # ----------------------------------------------------------------- writing
 
@@ -268,7 +284,16 @@ class EventStore:
         if not rows:
             return head
         if self.dialect == "postgresql":
-            self._insert_pg(rows, head, head_hash)
+            # A pooled connection that died before this transaction sent anything (a server
+            # restart) wrote nothing: trying again on the next connection is safe.
+            for _ in range(_PG_POOL_MAX):
+                try:
+                    self._insert_pg(rows, head, head_hash)
+                    break
+                except _DeadConnection:
+                    continue
+            else:
+                self._insert_pg(rows, head, head_hash, retry=False)
         else:
             self._insert_sqlite(rows, head, head_hash)
         self.head_position, self.head_hash = position, prev
@@ -313,9 +338,27 @@ class EventStore:
             return ""
 
     def _insert_pg(self, rows: list[tuple[int, Any, int, str, bytes]], head: int,
-                   head_hash: str) -> None:
-        with self.datastore.get_connection() as conn, conn.transaction(), \
-                conn.cursor() as curs:
+                   head_hash: str, *, retry: bool = True) -> None:
+        with self.datastore.get_connection() as conn:
+            if retry and conn.closed:
+                raise _DeadConnection
+            try:
+                conn.execute("BEGIN")
+            except psycopg.OperationalError:
+                if retry:
+                    raise _DeadConnection from None
+                raise
+            try:
+                self._insert_pg_in(conn, rows, head, head_hash)
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+            conn.commit()
+
+    def _insert_pg_in(self, conn: Any, rows: list[tuple[int, Any, int, str, bytes]],
+                      head: int, head_hash: str) -> None:
+        with conn.cursor() as curs:
             # One round trip: the lock, the library's NOTIFY (readers tail the log) and the
             # fencing check; each statement takes its snapshot after the previous one, so the
             # check sees every transaction committed before the lock was granted.
@@ -387,8 +430,9 @@ class EventStore:
     def _break(self, problem: str, verified_position: int) -> None:
         self.chain_status = ChainStatus(False, verified_position, self.head_position, problem,
                                         time.time_ns())
-        self.halted = ChainBroken(f"hash chain broken: {problem}")
-        log.error("event store halted: %s", problem)
+        if self.writable and self.halted is None:
+            self.halted = ChainBroken(f"hash chain broken: {problem}")
+            log.error("event store halted: %s", problem)
 
     def _set_status(self, status: ChainStatus) -> None:
         self.chain_status = status
@@ -545,12 +589,8 @@ class EventStore:
             walker = ChainWalker(start, start_hash)
             walker.wanted = {e.position for e in entries}
             if start:
-                stored = self._stored_hashes([start]).get(start)
-                if stored != start_hash:
-                    what = "is missing" if stored is None else "was changed or replaced"
-                    walker.problem(ChainProblem(
-                        "changed" if stored else "missing", start,
-                        f"record {start}, verified earlier, {what}"))
+                for problem in self._check_known(start, start_hash, "verified"):
+                    walker.problem(problem)
             walker.feed(self._rows(start, None, batch))
             earlier = [e.position for e in entries
                        if e.position not in walker.seen and 0 < e.position <= walker.position]
@@ -565,9 +605,9 @@ class EventStore:
                                                  max(self.head_position, check.head_position),
                                                  None, time.time_ns()))
             else:
-                verified = (check.first_broken_position or 1) - 1
-                self.chain_status = ChainStatus(False, verified, check.head_position,
-                                                check.problem, time.time_ns())
+                # A writer must not extend a chain found broken (issue 5, item 8).
+                self._break(check.problem or "chain broken",
+                            (check.first_broken_position or 1) - 1)
             return check
 
     def close(self) -> None:
@@ -576,8 +616,16 @@ class EventStore:
         self.datastore.close()
 
 
+class _DeadConnection(Exception):
+    """The pooled connection was dead before a transaction started (nothing was sent)."""
+
+
 def _read_anchor(anchor: ChainAnchor, cursor: int) -> tuple[list[AnchorEntry], int]:
     return anchor.read(cursor)
+
+
+_PG_POOL_SIZE, _PG_POOL_OVERFLOW = 2, 2
+_PG_POOL_MAX = _PG_POOL_SIZE + _PG_POOL_OVERFLOW
 
 
 def _pg_datastore(url: str) -> PostgresDatastore:
@@ -588,6 +636,6 @@ def _pg_datastore(url: str) -> PostgresDatastore:
         port=parts.port or 5432,
         user=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
-        pool_size=2,
-        max_overflow=2,
+        pool_size=_PG_POOL_SIZE,
+        max_overflow=_PG_POOL_OVERFLOW,
     )

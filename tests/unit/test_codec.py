@@ -63,7 +63,8 @@ def test_round_trip_is_exact(event: Any) -> None:
         if isinstance(value, Decimal):
             # exactly the same digits and exponent, not only numerically equal
             assert got.as_tuple() == value.as_tuple(), name
-    assert codec.encode(decoded, 1, codec.GENESIS_HASH) == codec.encode(event, 1, codec.GENESIS_HASH)
+    assert (codec.encode(decoded, 1, codec.GENESIS_HASH)
+            == codec.encode(event, 1, codec.GENESIS_HASH))
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda e: type(e).__name__)
@@ -244,8 +245,8 @@ def test_missing_upcaster_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     event = SAMPLES[4]
     stored = codec.encode(event, 1, codec.GENESIS_HASH)
     monkeypatch.setitem(codec.SCHEMA_VERSION, "OrderCanceled", 2)
-    with pytest.raises(codec.UndecodableEvent, match="position 41.*no upcaster from schema "
-                       "version 1 of OrderCanceled"):
+    with pytest.raises(codec.UndecodableEvent, match=r"position 41.*no upcaster from schema "
+                       r"version 1 of OrderCanceled"):
         codec.decode(codec.topic_of(event), stored, 41)
 
 
@@ -256,7 +257,7 @@ def test_unknown_topic_is_a_clear_error_naming_the_position() -> None:
                        match=r"position 22 \(topic 'domain.events:Forged'\).*no event type"):
         codec.decode("domain.events:Forged", stored, 22)
     # a known topic over another event type's body names the position too
-    with pytest.raises(codec.UndecodableEvent, match="position 22.*does not fit OrderFilled"):
+    with pytest.raises(codec.UndecodableEvent, match=r"position 22.*does not fit OrderFilled"):
         codec.decode(codec.TOPIC_PREFIX + "OrderFilled", stored, 22)
-    with pytest.raises(codec.UndecodableEvent, match="position 3.*not JSON"):
+    with pytest.raises(codec.UndecodableEvent, match=r"position 3.*not JSON"):
         codec.decode(codec.topic_of(SAMPLES[4]), b"{not json", 3)

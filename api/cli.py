@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 import typer
+from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 from rich import box
 from rich.console import Console
@@ -20,8 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.demo import DEFAULT_ORDERS, DEFAULT_SEED, DemoResult, run_demo
+from infrastructure.codec import UndecodableEvent
 from infrastructure.event_store import EventStore
 from infrastructure.settings import Settings
+from infrastructure.store_schema import StoreNotInitialised
 
 app = typer.Typer(
     name="marketlog",
@@ -239,25 +243,99 @@ def serve(
 def verify() -> None:
     """Verify the event store's hash chain (SEC 17a-4: completeness and accuracy).
 
-    Recomputes every link from the first event and prints the number of events checked and
-    the head hash (publish it outside the store: a rewritten chain then shows). Exit code 1
-    when the chain is broken, 2 when there is no store.
+    Recomputes every record's whole-record hash (position, topic, originator id and version,
+    body) and every link from the first event, and checks the chain against every committed
+    head recorded outside the database (MARKETLOG_CHAIN_ANCHOR_FILE, default
+    <data_dir>/chain-heads.jsonl), which shows a deleted tail or a recomputed chain. Names
+    each changed, replaced or missing record. Connects as MARKETLOG_READER_DATABASE_URL when
+    set (a SELECT-only role). Exit code 1 when the chain is broken, 2 when there is no store.
     """
     settings = _settings()
-    store = _open_store(settings)
+    if not settings.uses_postgres and not settings.sqlite_store_path.exists():
+        raise _fail(f"no event store at {settings.sqlite_store_path.resolve()} "
+                    "(set MARKETLOG_DATABASE_URL or MARKETLOG_DATA_DIR)", 2)
+    try:
+        store = EventStore.open(settings, reader=True)
+    except (StoreNotInitialised, psycopg.Error, PersistenceError) as exc:
+        raise _fail(str(exc), 2) from None
     try:
         check = store.verify()
+        anchors = ", ".join(a.name for a in store.anchors)
+    except UndecodableEvent as exc:
+        raise _fail(str(exc)) from None
     finally:
         store.close()
     console = _console()
     if check.ok:
         console.print(f"hash chain OK: {check.events:,} events checked, head position "
-                      f"{check.head_position}, head hash {check.head_hash}")
+                      f"{check.head_position}, head hash {check.head_hash}; "
+                      f"{check.anchors_checked:,} anchored heads checked ({escape(anchors)})")
         return
     console.print(f"[red]hash chain BROKEN[/] at position {check.first_broken_position}: "
-                  f"{check.problem} ({check.events:,} events verified before it, last good "
-                  f"hash {check.head_hash})")
+                  f"{escape(check.problem or '')}")
+    for problem in check.problems[1:20]:
+        console.print(f"  also: {escape(problem.detail)}")
+    if len(check.problems) > 20:
+        console.print(f"  ... {len(check.problems) - 20} more problems")
+    console.print(f"({check.events:,} records read, last at position {check.head_position}; "
+                  f"{check.anchors_checked:,} anchored heads checked)")
     raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- db
+
+db_app = typer.Typer(help="The event store's database: schema, triggers and role grants.",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("init")
+def db_init() -> None:
+    """Create or upgrade the event store's schema and grant its roles (ARCHITECTURE rule 11).
+
+    PostgreSQL: connects as MARKETLOG_DATABASE_OWNER_URL (the role that will own the event
+    tables and their triggers), creates or upgrades them, grants the engine's role
+    (MARKETLOG_DATABASE_URL) only INSERT and SELECT on them (and CREATE on the schema for the
+    disposable read models) and the reader role (MARKETLOG_READER_DATABASE_URL) only SELECT,
+    then checks that the engine's role could not switch tamper protection off. Idempotent.
+    SQLite: creates the store file with its tables and triggers in MARKETLOG_DATA_DIR.
+    The database itself must exist (CREATE DATABASE stays with the database administrator).
+    """
+    from infrastructure.store_schema import check_engine_role, install_postgres, role_of
+
+    settings = _settings()
+    console = _console()
+    if not settings.uses_postgres:
+        EventStore.open(settings).close()
+        console.print(f"event store ready at {settings.sqlite_store_path.resolve()}")
+        return
+    owner, engine = settings.database_owner_url, settings.database_url
+    if not owner or not engine:
+        raise _fail("set MARKETLOG_DATABASE_OWNER_URL (the owner role) and "
+                    "MARKETLOG_DATABASE_URL (the engine role) for `marketlog db init`", 2)
+    databases = {_database_of(u) for u in (owner, engine, settings.reader_database_url) if u}
+    if len(databases) != 1:
+        raise _fail("MARKETLOG_DATABASE_OWNER_URL, MARKETLOG_DATABASE_URL and "
+                    "MARKETLOG_READER_DATABASE_URL must name the same database", 2)
+    reader = settings.reader_database_url
+    try:
+        install_postgres(owner, role_of(engine), (role_of(reader),) if reader else ())
+        with psycopg.connect(engine, connect_timeout=10) as conn:
+            check_engine_role(conn)
+    except psycopg.Error as exc:
+        raise _fail(f"could not initialise the event store: {exc}") from None
+    except RuntimeError as exc:  # InsecureStoreRole, StoreNotInitialised
+        raise _fail(str(exc)) from None
+    roles = f"engine {role_of(engine)!r} (INSERT, SELECT)"
+    if reader:
+        roles += f", reader {role_of(reader)!r} (SELECT)"
+    console.print(f"event store ready in {_redacted(owner)}: owned by {role_of(owner)!r}; "
+                  f"{roles}")
+
+
+def _database_of(url: str) -> tuple[str | None, int | None, str]:
+    parts = sa.make_url(url)
+    return parts.host, parts.port, parts.database or ""
 
 
 # --------------------------------------------------------------------------- rebuild

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import decision, durable, http, naive
 from bench.conditions import cores, cpu_model, sqlite_settings
-from bench.pg import NoPostgres, admin_url, server_settings, throwaway_database
+from bench.pg import NoPostgres, admin_url, server_settings, throwaway_database, throwaway_store
 from bench.workload import MIX_DESCRIPTION, commands
 from infrastructure.event_store import EventStore
 from infrastructure.settings import Settings
@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     experiments: list[str] = []
     if pg_url:
         log(f"2/5 durable PostgreSQL, W={args.window}")
-        with throwaway_database(pg_url) as db:
-            store = durable.open_pg_store(db)
+        with throwaway_store(pg_url) as urls:
+            store = durable.open_pg_store(urls.engine)
             try:
                 r = durable.run_closed_loop(store, "PostgreSQL", cmds, args.window,
                                             args.batch_max)
@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += durable_rows(r, "PostgreSQL")
         if r.ack_p99_ms > 10:
             log(f"2/5 durable PostgreSQL, W={args.small_window}")
-            with throwaway_database(pg_url) as db:
-                store = durable.open_pg_store(db)
+            with throwaway_store(pg_url) as urls:
+                store = durable.open_pg_store(urls.engine)
                 try:
                     small = durable.run_closed_loop(store, "PostgreSQL", cmds[: args.orders // 2],
                                                     args.small_window, args.batch_max)
@@ -168,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             n = min(args.orders, 40_000)
             log(f"2/5 experiment: PostgreSQL recorder insert methods, {n:,} orders")
             for library in (False, True):
-                with throwaway_database(pg_url) as db:
-                    store = durable.open_pg_store(db, library_recorder=library)
+                with throwaway_store(pg_url) as urls:
+                    # the library's recorder inserts through the owner (sequence, no fencing)
+                    store = durable.open_pg_store(urls.owner if library else urls.engine,
+                                                  library_recorder=library)
                     try:
                         e = durable.run_closed_loop(store, "PostgreSQL", cmds[:n],
                                                     args.window, args.batch_max)

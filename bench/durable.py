@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
 from bench.workload import bench_config, commands, percentiles
 from commands.models import SubmitOrder
 from infrastructure.bootstrap import build_engine
+from infrastructure.codec import GENESIS_HASH, encode_record
 from infrastructure.event_store import EVENTS_TABLE, EventStore
 from infrastructure.settings import Settings
 
@@ -79,25 +81,54 @@ class TimedStore:
         self.store.reset_head()
 
 
-def open_pg_store(url: str, *, library_recorder: bool = False) -> EventStore:
-    """EventStore.open for PostgreSQL, or the same store over the library's recorder as shipped
-    (an array of composites rendered as text by psycopg) for comparison."""
+def open_pg_store(url: str, *, library_recorder: bool = False) -> Any:
+    """EventStore.open for PostgreSQL (``url``: the engine role), or, for comparison, the
+    library's recorder as shipped (an array of composites rendered as text by psycopg;
+    ``url``: the owner role, as it draws positions from the table's sequence)."""
+    anchor = Path(tempfile.mkdtemp(prefix="marketlog-bench-")) / "chain-heads.jsonl"
     if not library_recorder:
-        return EventStore.open(Settings(database_url=url))
-    parts = urlsplit(url)
-    datastore = PostgresDatastore(
-        dbname=parts.path.lstrip("/"), host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432, user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""), pool_size=2, max_overflow=2,
-    )
-    recorder = PostgresApplicationRecorder(datastore, events_table_name=EVENTS_TABLE)
-    recorder.create_table()
-    store = EventStore(recorder, datastore, "postgresql")
-    store._install_immutability_triggers()
-    return store
+        return EventStore.open(Settings(database_url=url, chain_anchor_file=anchor))
+    return LibraryRecorderStore(url)
 
 
-def run_closed_loop(store: EventStore, backend: str, cmds: list[SubmitOrder], window: int,
+class LibraryRecorderStore:
+    """Appends through the eventsourcing recorder's own insert (benchmark comparison only: no
+    fencing, no anchor; the records are chained as the store chains them)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.datastore = PostgresDatastore(
+            dbname=parts.path.lstrip("/"), host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432, user=unquote(parts.username or ""),
+            password=unquote(parts.password or ""), pool_size=2, max_overflow=2,
+        )
+        self.recorder = PostgresApplicationRecorder(self.datastore,
+                                                    events_table_name=EVENTS_TABLE)
+        self.recorder.create_table()
+        self.head_position, self.head_hash = 0, GENESIS_HASH
+
+    def append(self, events: Any) -> int:
+        position, prev, stored = self.head_position, self.head_hash, []
+        for event in events:
+            position += 1
+            topic, state, prev = encode_record(event, position, prev)
+            stored.append(StoredEvent(event[0], event[1], topic, state))
+        ids = self.recorder.insert_events(stored)
+        assert ids and ids[-1] == position
+        self.head_position, self.head_hash = position, prev
+        return position
+
+    def read(self, after: int = 0) -> Any:
+        return iter(())
+
+    def reset_head(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def run_closed_loop(store: Any, backend: str, cmds: list[SubmitOrder], window: int,
                     batch_max: int) -> DurableResult:
     timed = TimedStore(store)
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
@@ -152,7 +183,7 @@ def run_closed_loop(store: EventStore, backend: str, cmds: list[SubmitOrder], wi
     return result
 
 
-def append_micro(store: EventStore, batches: int, size: int, seed: int) -> tuple[float, float]:
+def append_micro(store: Any, batches: int, size: int, seed: int) -> tuple[float, float]:
     """Direct group-commit cost: events of ``size`` decided orders appended per transaction.
 
     Returns (p50 ms per append, events/s over all appends)."""

@@ -32,6 +32,14 @@ def throwaway_database(url: str) -> Iterator[str]:
         yield database
 
 
+@contextmanager
+def throwaway_store(url: str) -> Iterator[postgres_admin.StoreUrls]:
+    """A fresh database with the event store initialised by the owner (``url``'s role); the
+    engine connects as the engine role (ARCHITECTURE rule 11), as in production."""
+    with postgres_admin.throwaway_store(url, "marketlog_bench") as urls:
+        yield urls
+
+
 def server_settings(url: str) -> dict[str, str]:
     with psycopg.connect(url, autocommit=True) as conn:
         out = {}

@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from bench.durable import open_pg_store
 from bench.pg import admin_url, throwaway_database
 from bench.workload import NullJournal, SimClock, bench_config, commands
-from infrastructure.codec import encode, state_hash, topic_of
+from infrastructure.codec import GENESIS_HASH, encode_record
 
 TABLE = "stored_events"
 LOCK = f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE"
@@ -34,7 +34,7 @@ def stored_batches(batches: int, size: int) -> list[list[StoredEvent]]:
         engine = build_engine(Settings(data_dir=Path(tmp)), bench_config(), NullJournal(), clock)
     cmds = commands(batches * size, seed=99, crossing_pct=0.0, prefix="X")
     out = []
-    prev = "0" * 64
+    prev, position = GENESIS_HASH, 0
     for b in range(batches):
         clock.now += size * 20_000
         events: list[Any] = []
@@ -42,9 +42,9 @@ def stored_batches(batches: int, size: int) -> list[list[StoredEvent]]:
             engine._decide(engine.book, cmd, clock.now, events, [])
         stored = []
         for e in events:
-            state = encode(e, prev)
-            stored.append(StoredEvent(e.order_id, e.version, topic_of(e), state))
-            prev = state_hash(state)
+            position += 1
+            topic, state, prev = encode_record(e, position, prev)
+            stored.append(StoredEvent(e.order_id, e.version, topic, state))
         out.append(stored)
     return out
 

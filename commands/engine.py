@@ -294,6 +294,13 @@ class Engine:
         result: Future[Outcome] = self.pipeline.submit(command)
         return result
 
+    def refuse(self, reason: str) -> None:
+        """Stop taking commands for good (e.g. another engine took the store's lock); what is
+        in flight fails at its next append, which the store fences."""
+        if self.halted is None:
+            self.halted = reason
+            log.critical("engine refuses further commands: %s", reason)
+
     def health(self) -> dict[str, Any]:
         pipeline = self.pipeline
         day = self.book.day

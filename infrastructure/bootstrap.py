@@ -6,6 +6,7 @@ and PostgreSQL differ only in the settings passed in (ARCHITECTURE rule 7).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from commands.engine import Engine
+from commands.ports import StoreHalted
 from domain.book_of_record import BookOfRecord
 from infrastructure.clock import utc_now_ns
 from infrastructure.config import FirmConfig, load_config
@@ -109,19 +111,36 @@ def open_read_side(settings: Settings) -> ReadSide:
 
 def bootstrap(settings: Settings | None = None, *, start: bool = True,
               clock: Callable[[], int] = utc_now_ns) -> System:
-    """The whole system, engine included; refuses if another engine writes to the store."""
+    """The whole system, engine included; refuses if another engine writes to the store.
+
+    The writer lock is the friendly gate (``AnotherWriterRunning`` at start, a watchdog
+    after); the store's own fencing is the guarantee: ``claim_writer`` fences every older
+    engine before this one recovers, and verifies the chain's tail (rules 3 and 5).
+    """
     settings = settings or Settings()
     config = load_config(settings.config_file)
     lock = WriterLock(settings)
+    read: ReadSide | None = None
     try:
         read = open_read_side(settings)
+        read.store.claim_writer()
         engine = build_engine(settings, config, read.store, clock)
     except BaseException:
+        if read is not None:
+            read.close()
         lock.release()
         raise
     runner = read.projections
     engine.on_commit = lambda _position: runner.notify()
-    engine.run_batch([])  # the calendar's trading day, if one is due, opens as the engine does
+    store = read.store
+    if store.halted is not None:  # a broken chain found at start: up, but never writing
+        engine.halted = f"{type(store.halted).__name__}: {store.halted}"
+    else:
+        # The calendar's trading day, if due, opens with the engine; a store that refuses
+        # this writer is recorded on engine.halted, which /health reports.
+        with contextlib.suppress(StoreHalted):
+            engine.run_batch([])
+    lock.on_lost = lambda reason: engine.refuse(f"writer lock lost: {reason}")
     system = System(settings, config, read.store, engine, read.read_models, runner, lock)
     if start:
         system.start()

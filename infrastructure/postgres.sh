@@ -3,18 +3,38 @@
 #
 #   bash infrastructure/postgres.sh            # then: set -a; . .state/postgres.env; set +a
 #
-# Idempotent: safe to run any number of times; concurrent runs are serialised with flock.
-# Writes MARKETLOG_TEST_PG_URL to .state/postgres.env (gitignored, mode 600). The password is
-# generated once and re-applied to the role on every run, so a re-created cluster still matches.
+# Idempotent: safe to run any number of times, from any number of checkouts; concurrent runs
+# are serialised with a machine-wide flock.
+#
+# Roles (ARCHITECTURE rule 11, least privilege), all machine-wide like the cluster itself:
+#   marketlog         admin and owner of the event store's tables (CREATEDB: tests create
+#                     throwaway databases)
+#   marketlog_engine  what the engine connects as: INSERT and SELECT on the event tables
+#   marketlog_reader  read-only tools (verify, audits): SELECT only
+# (the per-database grants are made by the owner: `marketlog db init`, or the tests' fixtures)
+#
+# Credentials: ONE machine-wide file, $CRED_FILE (root only, mode 600), holds each role's
+# password. It is created once and reused by every checkout; an existing password is never
+# replaced by a new one (issue 5, item 10: a second checkout used to re-set the shared role's
+# password and break the first). On the first run after the switch to this file, the
+# password already in this checkout's .state/postgres.env is adopted when it still logs in.
+# Each checkout's .state/postgres.env (gitignored, mode 600) is written from the file:
+#   MARKETLOG_TEST_PG_URL          admin/owner role, maintenance database
+#   MARKETLOG_TEST_PG_ENGINE_URL   engine role
+#   MARKETLOG_TEST_PG_READER_URL   reader role
 # Port: MARKETLOG_PG_PORT (default 5432). Needs root (apt-get, runuser).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE_DIR="$ROOT/.state"
 ENV_FILE="$STATE_DIR/postgres.env"
+CRED_DIR="${MARKETLOG_PG_CREDENTIALS_DIR:-/var/lib/marketlog}"
+CRED_FILE="$CRED_DIR/postgres.credentials"
 PORT="${MARKETLOG_PG_PORT:-5432}"
 CLUSTER=main
 ROLE=marketlog
+ENGINE_ROLE=marketlog_engine
+READER_ROLE=marketlog_reader
 HOST=127.0.0.1
 
 log() { echo "postgres.sh: $*" >&2; }
@@ -24,8 +44,11 @@ die() { log "ERROR: $*"; exit 1; }
 [[ "$(id -u)" == 0 ]] || die "must run as root (installs packages, runs SQL as the postgres user)"
 
 mkdir -p "$STATE_DIR"
-exec 9>"$STATE_DIR/postgres.lock"
-flock -w 900 9 || die "timed out waiting for another postgres.sh run (lock $STATE_DIR/postgres.lock)"
+(umask 077 && mkdir -p "$CRED_DIR")
+chmod 700 "$CRED_DIR"
+# Machine-wide: the cluster and its roles are shared by every checkout.
+exec 9>"$CRED_DIR/postgres.lock"
+flock -w 900 9 || die "timed out waiting for another postgres.sh run (lock $CRED_DIR/postgres.lock)"
 
 actions=()
 
@@ -130,39 +153,93 @@ if [[ "$(psql_admin -c "SELECT count(*) FROM pg_settings WHERE pending_restart")
     fi
 fi
 
-# --- 4. role and its password ----------------------------------------------------------------
-password=""
-if [[ -f "$ENV_FILE" ]]; then
-    password=$(sed -n 's#^MARKETLOG_TEST_PG_URL=postgresql://[^:]*:\([^@]*\)@.*#\1#p' "$ENV_FILE")
-fi
-if [[ -z "$password" ]]; then
-    password=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-    actions+=("generated password")
-fi
-[[ "$password" =~ ^[0-9a-f]{32}$ ]] || die "unexpected password format in $ENV_FILE; delete it to regenerate"
+# --- 4. roles and their machine-wide passwords -----------------------------------------------
+cred_get() {  # <role>: its password from the machine-wide file, empty if none
+    [[ -f "$CRED_FILE" ]] || return 0
+    sed -n "s#^$1=\\([0-9a-f]\\{32\\}\\)\$#\\1#p" "$CRED_FILE" | tail -n 1
+}
+can_login() {  # <role> <password>: password login over TCP (scram-sha-256 in Debian's pg_hba)
+    PGPASSWORD="$2" PGCONNECT_TIMEOUT=10 psql -X -q -A -t -h "$HOST" -p "$PORT" -U "$1" \
+        -d postgres -c "SELECT 1" >/dev/null 2>&1
+}
+role_exists() {
+    [[ "$(psql_admin -c "SELECT count(*) FROM pg_roles WHERE rolname = '$1'")" == 1 ]]
+}
 
-# Sent on stdin, never on a command line (ps) or in the repo.
+declare -A password=()
+for role in "$ROLE" "$ENGINE_ROLE" "$READER_ROLE"; do
+    pw=$(cred_get "$role")
+    if [[ -z "$pw" && "$role" == "$ROLE" && -f "$ENV_FILE" ]]; then
+        # Migration from per-checkout passwords: adopt this checkout's if it still works.
+        old=$(sed -n 's#^MARKETLOG_TEST_PG_URL=postgresql://[^:]*:\([0-9a-f]\{32\}\)@.*#\1#p' "$ENV_FILE")
+        if [[ -n "$old" ]] && can_login "$role" "$old"; then
+            pw=$old
+            actions+=("adopted $role's existing password")
+        fi
+    fi
+    if [[ -z "$pw" ]]; then
+        pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+        actions+=("generated $role's password")
+    fi
+    [[ "$pw" =~ ^[0-9a-f]{32}$ ]] || die "unexpected password format for $role in $CRED_FILE"
+    password[$role]=$pw
+done
+
+# The file first, so a password is never applied to a role without being kept.
+new_creds=$(for role in "$ROLE" "$ENGINE_ROLE" "$READER_ROLE"; do
+    printf '%s=%s\n' "$role" "${password[$role]}"; done)
+if [[ ! -f "$CRED_FILE" ]] || [[ "$(cat "$CRED_FILE")" != "$new_creds" ]]; then
+    (umask 077 && printf '%s\n' "$new_creds" >"$CRED_FILE.tmp" && mv -f "$CRED_FILE.tmp" "$CRED_FILE")
+fi
+
+for role in "$ROLE" "$ENGINE_ROLE" "$READER_ROLE"; do
+    pw=${password[$role]}
+    attrs="LOGIN NOSUPERUSER NOCREATEROLE"
+    [[ "$role" == "$ROLE" ]] && attrs="$attrs CREATEDB" || attrs="$attrs NOCREATEDB"
+    if ! role_exists "$role"; then
+        # Sent on stdin, never on a command line (ps) or in the repo.
+        psql_admin >/dev/null <<SQL
+CREATE ROLE $role $attrs PASSWORD '$pw';
+SQL
+        actions+=("created role $role")
+    else
+        psql_admin >/dev/null <<SQL
+ALTER ROLE $role WITH $attrs;
+SQL
+        if ! can_login "$role" "$pw"; then
+            # The machine-wide file is the truth (e.g. a re-created cluster): re-apply it.
+            # Every checkout's .state is written from the same file, so none is broken.
+            psql_admin >/dev/null <<SQL
+ALTER ROLE $role WITH PASSWORD '$pw';
+SQL
+            actions+=("re-applied $role's machine-wide password")
+        fi
+    fi
+done
+# The admin may end the engine's and reader's sessions when it drops a throwaway database.
 psql_admin >/dev/null <<SQL
-SELECT 'CREATE ROLE $ROLE LOGIN CREATEDB'
-WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') \gexec
-ALTER ROLE $ROLE WITH LOGIN CREATEDB PASSWORD '$password';
+SET client_min_messages = warning;
+GRANT $ENGINE_ROLE TO $ROLE;
+GRANT $READER_ROLE TO $ROLE;
 SQL
 
-url="postgresql://$ROLE:$password@$HOST:$PORT/postgres"
-new_env="MARKETLOG_TEST_PG_URL=$url"
+url_of() { echo "postgresql://$1:${password[$1]}@$HOST:$PORT/postgres"; }
+new_env="MARKETLOG_TEST_PG_URL=$(url_of "$ROLE")
+MARKETLOG_TEST_PG_ENGINE_URL=$(url_of "$ENGINE_ROLE")
+MARKETLOG_TEST_PG_READER_URL=$(url_of "$READER_ROLE")"
 if [[ ! -f "$ENV_FILE" ]] || [[ "$(cat "$ENV_FILE")" != "$new_env" ]]; then
     (umask 077 && printf '%s\n' "$new_env" >"$ENV_FILE.tmp" && mv -f "$ENV_FILE.tmp" "$ENV_FILE")
 fi
 
-# --- 5. verify password auth over TCP (scram-sha-256 in Debian's default pg_hba) ----------
-if ! PGPASSWORD="$password" PGCONNECT_TIMEOUT=10 psql -X -q -A -t -h "$HOST" -p "$PORT" \
-        -U "$ROLE" -d postgres -c "SELECT 1" >/dev/null; then
-    die "password login as $ROLE over TCP $HOST:$PORT failed; check /etc/postgresql/$VER/$CLUSTER/pg_hba.conf"
-fi
+# --- 5. verify password auth over TCP ----------------------------------------------------------
+for role in "$ROLE" "$ENGINE_ROLE" "$READER_ROLE"; do
+    can_login "$role" "${password[$role]}" \
+        || die "password login as $role over TCP $HOST:$PORT failed; check /etc/postgresql/$VER/$CLUSTER/pg_hba.conf"
+done
 
 if (( ${#actions[@]} == 0 )); then
-    echo "postgres: PostgreSQL $VER/$CLUSTER already running on $HOST:$PORT; role $ROLE ready ($ENV_FILE)"
+    echo "postgres: PostgreSQL $VER/$CLUSTER already running on $HOST:$PORT; roles $ROLE, $ENGINE_ROLE, $READER_ROLE ready ($ENV_FILE)"
 else
     summary=$(IFS=,; echo "${actions[*]}" | sed 's/,/, /g')
-    echo "postgres: $summary; PostgreSQL $VER/$CLUSTER running on $HOST:$PORT; role $ROLE ready ($ENV_FILE)"
+    echo "postgres: $summary; PostgreSQL $VER/$CLUSTER running on $HOST:$PORT; roles $ROLE, $ENGINE_ROLE, $READER_ROLE ready ($ENV_FILE)"
 fi

@@ -20,6 +20,27 @@ class Settings(BaseSettings):
         description="Event store. postgresql://user:password@host:port/dbname for PostgreSQL; "
         "unset = SQLite file <data_dir>/events.sqlite.",
     )
+    database_owner_url: str | None = Field(
+        None,
+        description="PostgreSQL URL of the role that OWNS the event store's tables (ARCHITECTURE "
+        "rule 11). Used only to create/upgrade the store's schema and grant the engine and "
+        "reader roles their privileges: by `marketlog db init`, and by the engine at start "
+        "when set. The engine itself (database_url) must not own the tables.",
+    )
+    reader_database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL of a SELECT-only role on the event store, used by read-only "
+        "tools (`marketlog verify`); unset = database_url.",
+    )
+    chain_anchor_file: Path | None = Field(
+        None,
+        description="Append-only JSON-lines file where every committed chain head (position, "
+        "hash, time) is recorded outside the database; `verify` checks the chain against it. "
+        "Unset = <data_dir>/chain-heads.jsonl.",
+    )
+    writer_lock_check_seconds: float = Field(
+        1.0, gt=0, description="How often the engine checks that it still holds its writer "
+        "lock (PostgreSQL advisory lock, SQLite lock file).")
     read_database_url: str | None = Field(
         None,
         description="SQLAlchemy URL of the read models; unset = the store's PostgreSQL database, "
@@ -43,7 +64,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_owner_url", "reader_database_url")
     @classmethod
     def _no_placeholder_secrets(cls, url: str | None) -> str | None:
         if url:
@@ -57,6 +78,10 @@ class Settings(BaseSettings):
     @property
     def uses_postgres(self) -> bool:
         return bool(self.database_url)
+
+    @property
+    def anchor_file(self) -> Path:
+        return self.chain_anchor_file or self.data_dir / "chain-heads.jsonl"
 
     @property
     def sqlite_store_path(self) -> Path:

@@ -15,5 +15,7 @@ class Recorded(NamedTuple):
 
 
 def decode_notification(position: int, topic: str, state: bytes) -> Recorded:
-    name, body = decode_body(topic, state)
-    return Recorded(position, event_from_body(name, body), body)
+    # The position goes along so an undecodable record (a changed topic, a missing upcaster)
+    # fails with an error naming it, never a bare KeyError (issue 5, item 6).
+    name, body = decode_body(topic, state, position)
+    return Recorded(position, event_from_body(name, body, position), body)

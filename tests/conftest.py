@@ -1,14 +1,23 @@
 """Shared fixtures: the real PostgreSQL started by infrastructure/postgres.sh, and both backends.
 
-* ``pg_admin_url`` (session): URL of the ``postgres`` database as the CREATEDB role
-  ``marketlog``, from ``MARKETLOG_TEST_PG_URL`` or, failing that, ``.state/postgres.env``.
-  Missing => the test FAILS (never skips: a skipped PostgreSQL suite would hide failures).
-* ``pg_url`` (function): a throwaway database ``marketlog_t_<8 hex>``, dropped afterwards.
+* ``pg_admin_url`` (session): URL of the ``postgres`` database as the admin role ``marketlog``
+  (CREATEDB; it owns the event stores it creates), from ``MARKETLOG_TEST_PG_URL`` or, failing
+  that, ``.state/postgres.env``. Missing => the test FAILS (never skips: a skipped PostgreSQL
+  suite would hide failures).
+* ``pg_role_urls`` (session): (engine, reader) role URLs of the maintenance database, from
+  ``MARKETLOG_TEST_PG_ENGINE_URL`` / ``MARKETLOG_TEST_PG_READER_URL`` (postgres.sh).
+* ``pg_store`` (function): a throwaway database ``marketlog_t_<8 hex>`` whose event store the
+  owner has initialised (tables, triggers, grants; ARCHITECTURE rule 11), as a
+  ``StoreUrls(owner, engine, reader)``; dropped afterwards.
+* ``pg_url`` (function): that database as the ENGINE role (INSERT and SELECT on the event
+  tables; may create the read models). ``pg_owner_url``: the same database as the owner.
 * ``backend`` (function, params ``sqlite``/``postgres``): an ``infrastructure.settings.Settings``
-  for each backend; the sqlite case never touches PostgreSQL.
+  for each backend; the postgres case connects as the engine role, with the reader role as
+  ``reader_database_url``; the sqlite case never touches PostgreSQL.
 
-Any test that uses ``pg_url`` (directly or through ``backend[postgres]``) is marked ``postgres``,
-so ``pytest -m "not postgres"`` runs the rest without a server.
+Any test that uses one of these PostgreSQL fixtures (directly or through
+``backend[postgres]``) is marked ``postgres``, so ``pytest -m "not postgres"`` runs the rest
+without a server.
 """
 
 from __future__ import annotations
@@ -19,23 +28,32 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infrastructure.postgres_admin import ADMIN_URL_VAR, STATE_FILE, admin_url, throwaway_database
+from infrastructure.postgres_admin import (
+    ADMIN_URL_VAR,
+    ENGINE_URL_VAR,
+    READER_URL_VAR,
+    STATE_FILE,
+    StoreUrls,
+    admin_url,
+    engine_url,
+    reader_url,
+    throwaway_store,
+)
 from infrastructure.settings import Settings
+
+PG_FIXTURES = {"pg_url", "pg_store", "pg_owner_url", "pg_admin_url", "pg_role_urls"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "pg_url" in getattr(item, "fixturenames", ()):
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
 
 
-@pytest.fixture(scope="session")
-def pg_admin_url() -> str:
-    """postgresql:// URL of the maintenance database ``postgres`` (role may CREATE DATABASE)."""
-    url = admin_url()
+def _reachable(var: str, url: str | None) -> str:
     if not url:
         pytest.fail(
-            f"{ADMIN_URL_VAR} is not set and {STATE_FILE} does not exist. Run `make test`, or "
+            f"{var} is not set and {STATE_FILE} does not hold it. Run `make test`, or "
             "`bash infrastructure/postgres.sh` and then `set -a; . .state/postgres.env; set +a` "
             "before pytest.",
             pytrace=False,
@@ -45,18 +63,44 @@ def pg_admin_url() -> str:
             conn.execute("SELECT 1")
     except psycopg.OperationalError as exc:
         pytest.fail(
-            f"cannot connect to the test PostgreSQL ({ADMIN_URL_VAR}): {exc}. "
-            "Run `bash infrastructure/postgres.sh` (it starts the server and resets the password).",
+            f"cannot connect to the test PostgreSQL ({var}): {exc}. "
+            "Run `bash infrastructure/postgres.sh` (it starts the server and provisions the "
+            "roles from the machine-wide credentials).",
             pytrace=False,
         )
     return url
 
 
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """postgresql:// URL of the maintenance database ``postgres`` (role may CREATE DATABASE)."""
+    return _reachable(ADMIN_URL_VAR, admin_url())
+
+
+@pytest.fixture(scope="session")
+def pg_role_urls() -> tuple[str, str]:
+    """(engine, reader) role URLs of the maintenance database."""
+    return (_reachable(ENGINE_URL_VAR, engine_url()), _reachable(READER_URL_VAR, reader_url()))
+
+
 @pytest.fixture
-def pg_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for this test only; its postgresql:// URL."""
-    with throwaway_database(pg_admin_url) as url:
-        yield url
+def pg_store(pg_admin_url: str, pg_role_urls: tuple[str, str]) -> Iterator[StoreUrls]:
+    """A fresh database with an initialised event store, as each of its roles reaches it."""
+    engine, reader = pg_role_urls
+    with throwaway_store(pg_admin_url, engine=engine, reader=reader) as urls:
+        yield urls
+
+
+@pytest.fixture
+def pg_url(pg_store: StoreUrls) -> str:
+    """The fresh store's database as the engine role (what MARKETLOG_DATABASE_URL holds)."""
+    return pg_store.engine
+
+
+@pytest.fixture
+def pg_owner_url(pg_store: StoreUrls) -> str:
+    """The same database as the owner of the event tables (tamper tests, grants)."""
+    return pg_store.owner
 
 
 @pytest.fixture(
@@ -66,8 +110,12 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for the embedded SQLite default, then for a fresh PostgreSQL database."""
     data_dir = tmp_path / "data"
-    # Explicit None: a MARKETLOG_DATABASE_URL in the developer's shell must not leak in.
+    # Explicit None: a MARKETLOG_* URL in the developer's shell must not leak in.
     if request.param == "sqlite":
-        return Settings(data_dir=data_dir, database_url=None, read_database_url=None)
-    return Settings(data_dir=data_dir, database_url=request.getfixturevalue("pg_url"),
-                    read_database_url=None)
+        return Settings(data_dir=data_dir, database_url=None, read_database_url=None,
+                        database_owner_url=None, reader_database_url=None,
+                        chain_anchor_file=None)
+    store: StoreUrls = request.getfixturevalue("pg_store")
+    return Settings(data_dir=data_dir, database_url=store.engine, read_database_url=None,
+                    database_owner_url=None, reader_database_url=store.reader,
+                    chain_anchor_file=None)

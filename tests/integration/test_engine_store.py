@@ -23,11 +23,11 @@ import pytest
 from commands.engine import Engine, NotRecorded
 from commands.models import CancelOrder, CloseTradingDay, Command, ReplaceOrder, SubmitOrder
 from commands.outcomes import Outcome
-from domain.events import OrderAccepted, OrderFilled
 from domain.book_snapshot import state_of
+from domain.events import OrderAccepted, OrderFilled
 from domain.orders import Order
 from infrastructure.bootstrap import System, bootstrap, build_engine, open_read_side
-from infrastructure.codec import state_hash
+from infrastructure.codec import stored_hash
 from infrastructure.postgres_admin import throwaway_database
 from infrastructure.settings import Settings
 from infrastructure.writer_lock import AnotherWriterRunning
@@ -555,7 +555,7 @@ def test_journal_and_projections_survive_a_restart(open_system: Systems) -> None
     assert continued.events == system.store.head_position > check.events
     first_new = system.store.select(check.head_position, 1)[0]
     prev_row = system.store.select(check.head_position - 1, 1)[0]
-    assert orjson.loads(first_new[2])["prev_hash"] == state_hash(prev_row[2])
+    assert orjson.loads(first_new[2])["prev_hash"] == stored_hash(prev_row[2])
     assert engine_state(system.engine) == recovered_state(system)
     assert resting(system.engine)["AAPL"]["asks"] == [(Decimal("191.50"), [ids["d-ask-1"]])]
 
@@ -584,8 +584,8 @@ def test_recovery_keeps_time_priority_of_replaced_orders(
 # -------------------------------------------------------------------------- immutability
 
 
-def test_store_refuses_update_and_delete(open_system: Systems,
-                                         backend: Settings) -> None:
+def test_store_refuses_update_and_delete(open_system: Systems, backend: Settings,
+                                         request: pytest.FixtureRequest) -> None:
     system = open_system()
     trading_session(system.engine)
     before = system.store.verify()
@@ -600,11 +600,15 @@ def test_store_refuses_update_and_delete(open_system: Systems,
     if backend.uses_postgres:
         statements.append("TRUNCATE stored_events")
         assert backend.database_url
-        for sql in statements:
-            with psycopg.connect(backend.database_url) as conn:
-                with pytest.raises(psycopg.Error, match="immutable"):
-                    conn.execute(sql)
-                conn.rollback()
+        # Even the owner of the table is refused by its trigger; the engine's role is refused
+        # by the privilege system before any trigger runs (ARCHITECTURE rule 11).
+        owner: str = request.getfixturevalue("pg_owner_url")
+        for url, refusal in ((owner, "immutable"), (backend.database_url, "permission denied")):
+            for sql in statements:
+                with psycopg.connect(url) as conn:
+                    with pytest.raises(psycopg.Error, match=refusal):
+                        conn.execute(sql)
+                    conn.rollback()
     else:
         conn = sqlite3.connect(backend.sqlite_store_path)
         try:

@@ -10,6 +10,7 @@ from infrastructure.settings import Settings
 
 
 def test_fresh_database_is_a_real_durable_server(pg_url: str) -> None:
+    """``pg_url`` is a fresh database holding only the event store, reached as the engine."""
     parts = urlsplit(pg_url)
     assert parts.scheme == "postgresql"
     assert parts.hostname == "127.0.0.1"  # TCP with a password, not the peer-auth Unix socket
@@ -20,10 +21,13 @@ def test_fresh_database_is_a_real_durable_server(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         assert conn.info.server_version >= 130000  # DROP DATABASE ... WITH (FORCE) needs 13+
         assert conn.execute("SELECT current_database()").fetchone() == (database,)
-        # A throwaway database starts empty.
-        assert conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchone() == (0,)
+        # A throwaway database holds nothing but the event store the owner initialised.
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+            "ORDER BY 1").fetchall()
+        assert tables == [("snapshots",), ("store_meta",), ("stored_events",),
+                          ("writer_epochs",)]
+        assert conn.execute("SELECT current_user").fetchone() == ("marketlog_engine",)
         conn.execute("CREATE TABLE probe (id bigint PRIMARY KEY, note text NOT NULL)")
         conn.execute("INSERT INTO probe VALUES (%s, %s), (%s, %s)", (1, "one", 2, "two"))
         conn.commit()
@@ -52,6 +56,9 @@ def test_backend_fixture_yields_settings(backend: Settings) -> None:
     if backend.uses_postgres:
         assert backend.database_url
         assert urlsplit(backend.database_url).path.startswith("/marketlog_t_")
+        assert urlsplit(backend.database_url).username == "marketlog_engine"
+        assert backend.reader_database_url
+        assert urlsplit(backend.reader_database_url).username == "marketlog_reader"
         assert backend.read_models_url.startswith("postgresql+psycopg://")
     else:
         assert backend.database_url is None

@@ -20,7 +20,8 @@ from alembic.migration import MigrationContext
 from domain.book_of_record import BookOfRecord
 from domain.events import OrderAccepted, OrderRejected
 from domain.values import Side, Source
-from infrastructure.codec import GENESIS_HASH, decode_body, encode, state_hash, topic_of
+from infrastructure.codec import GENESIS_HASH, decode_body, encode_record, stored_hash
+from infrastructure.postgres_admin import throwaway_database
 from projections import queries
 from projections.audit import AuditView
 from projections.rebuild import digest, rebuild
@@ -45,9 +46,9 @@ class ListSource:
 
     def append(self, *events: Any) -> None:
         for event in events:
-            state = encode(event, self._head)
-            self._head = state_hash(state)
-            self.entries.append((len(self.entries) + 1, topic_of(event), state))
+            position = len(self.entries) + 1
+            topic, state, self._head = encode_record(event, position, self._head)
+            self.entries.append((position, topic, state))
 
     def select(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         return self.entries[after : after + limit]
@@ -59,11 +60,14 @@ class ListSource:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def read_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def read_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'read_models.sqlite'}"
-    url: str = request.getfixturevalue("pg_url")
-    return "postgresql+psycopg://" + url.split("://", 1)[1]
+        yield f"sqlite:///{tmp_path / 'read_models.sqlite'}"
+        return
+    # An empty database: these tests compare its tables with the read models' metadata
+    # (``pg_url`` holds an event store too).
+    with throwaway_database(request.getfixturevalue("pg_admin_url"), "mlread") as url:
+        yield "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
 @pytest.fixture
@@ -220,7 +224,8 @@ def test_orders_view_statuses_and_average_fill_price(engine: sa.Engine) -> None:
         assert queries.get_order(conn, "00000000-0000-0000-0000-00000000dead") is None
 
         versions = dict(conn.execute(sa.text("SELECT order_id, version FROM orders_view")).all())
-        assert versions[str(amended.order_id)] == partially_filled_version + 5  # 2 requests, 2 confirmations, 1 refusal
+        # two requests, two confirmations, one refusal
+        assert versions[str(amended.order_id)] == partially_filled_version + 5
         assert versions[str(resting.order_id)] == 2  # the replace rejection moved it
 
         every = queries.list_orders(conn)
@@ -308,7 +313,7 @@ def test_audit_trail_pages_and_filters(engine: sa.Engine) -> None:
 
         event = first[2]
         assert event["payload"] == decode_body(*source.entries[2][1:])[1]
-        assert event["payload"]["prev_hash"] == state_hash(source.entries[1][2])
+        assert event["payload"]["prev_hash"] == stored_hash(source.entries[1][2])
         assert (event["actor"], event["source"], event["account_id"]) == (
             ACTOR,
             "api",

@@ -42,7 +42,7 @@ from domain.book_snapshot import state_of
 from domain.events import OrderFilled
 from domain.values import ZERO, signed_quantity
 from infrastructure.bootstrap import System, bootstrap, build_engine
-from infrastructure.postgres_admin import throwaway_database
+from infrastructure.postgres_admin import throwaway_store
 from infrastructure.settings import Settings
 from projections.rebuild import digest, rebuild
 from projections.tables import orders_view, positions_view
@@ -136,8 +136,8 @@ def fresh_settings(backend: Settings, admin_url: str | None,
                                   "projection_batch": projection_batch}
         if backend.uses_postgres:
             assert admin_url
-            with throwaway_database(admin_url, "mlprop") as url:
-                yield backend.model_copy(update={**update, "database_url": url})
+            with throwaway_store(admin_url, "mlprop") as urls:
+                yield backend.model_copy(update={**update, "database_url": urls.engine})
         else:
             yield backend.model_copy(update=update)
     finally:

@@ -15,6 +15,7 @@ Six traders share the firm's default configuration (``infrastructure/config/defa
 * ``dave`` (ACC-ALPHA), who resends orders: the same order under a new client id within the
   duplicate window (rejected), the same client id again (idempotent: the original outcome,
   nothing journaled) or the same client id with other fields (a conflict, nothing journaled);
+* ``lara`` (ACC-BETA), who sends one order after the close (the session control refuses it);
 * ``cora`` (ACC-BETA), who rests GTC bids below the market until her credit limit (exposure
   of orders *entered*, not only executed) refuses the next one.
 
@@ -448,7 +449,6 @@ def unbreachable_controls(config: FirmConfig) -> dict[str, str]:
     accounts = config.new_accounts()
     total = sum((a.credit_limit for a in accounts), Decimal(0))
     found = {
-        "session": "the demo trades inside the trading day it opens",
         "stale_reference": "the venue's liquidity provider prints throughout the session",
     }
     if accounts and total <= config.firm.credit_limit:
@@ -522,6 +522,15 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
         outcomes["end_of_day_canceled"] += (close.detail or {}).get("expiring_orders", 0)
     else:
         errors.append(f"CloseTradingDay: {close!r}")
+    # A late order after the close: no trading day is open, so the session control refuses.
+    late = SubmitOrder(client_order_id=desk.client_id("lara"), account_id="ACC-BETA",
+                       symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT,
+                       limit_price=desk.price("AAPL", -desk.step("AAPL")),
+                       time_in_force=TimeInForce.DAY, actor="lara", source=Source.DEMO)
+    late_outcome = engine.execute([late])[0]
+    commands += 1
+    cycles += 1
+    outcomes[_classify(late, late_outcome)] += 1
     trading_seconds = time.perf_counter() - started
 
     caught_up = time.perf_counter()

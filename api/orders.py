@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from api.deps import ActorDep, SystemDep
 from api.read_your_writes import caught_up
 from api.schemas import OrderOut
-from commands.engine import NotRecorded
+from commands.engine import EngineBusy, EngineHalted, NotRecorded
 from commands.models import (
     CancelOrder,
     Command,
@@ -33,8 +33,21 @@ ANSWER_TIMEOUT_S = 30.0
 
 async def _run(system: System, command: Command) -> Outcome:
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(system.engine.submit(command)),
-                                      ANSWER_TIMEOUT_S)
+        future = system.engine.submit(command)
+    except EngineBusy as exc:
+        # ARCHITECTURE rule 9: a full engine pushes back at once instead of queueing more.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc),
+                            headers={"Retry-After": "1"}) from exc
+    except EngineHalted as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"the engine is not taking orders: {exc}") from exc
+    try:
+        # A caller that times out cancels only its wait: the engine answers best-effort and
+        # the outcome stays durable (learn it by resending the same client_order_id).
+        return await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+    except EngineHalted as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"the engine stopped writing; not recorded: {exc}") from exc
     except NotRecorded as exc:
         # Nothing of the command is durable; resending it is safe (idempotent by client id).
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc

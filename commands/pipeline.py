@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from commands.decisions import Release
-from commands.engine import Answer, EngineBusy, EngineHalted, Item, answer
+from commands.engine import Answer, EngineBusy, EngineHalted, Item, NotRecorded, answer
 from commands.journal_writer import JournalWriter
 from commands.models import BARRIERS, Command, TakeSnapshot
 from commands.outcomes import Outcome
@@ -220,7 +220,9 @@ class Pipeline:
         if not items:
             return
         engine = self.engine
-        self._deciding = []
+        # Should the loop itself fail before these are handed on, supervision answers them.
+        unrecorded = NotRecorded("the engine failed while deciding; safe to resend")
+        self._deciding = [(future, unrecorded, 0) for _, future in items]
         events, releases, answers = engine.decide_batch(items)
         self._deciding = answers
         # Written even when empty: a resent order's answer must wait for the cycle that

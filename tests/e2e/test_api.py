@@ -212,8 +212,9 @@ REJECTIONS = [
                  id="no_reference_price_market"),
     pytest.param({"quantity": 5264}, "max_notional", "1000000", "1000160.00",
                  id="max_notional"),
-    pytest.param({"quantity": 5264, "order_type": "market", "limit_price": None},
-                 "max_notional", "1000000", "1000160.00", id="max_notional_market"),
+    # A market buy is valued at its protection price: reference 190 + 10% collar = 209.00.
+    pytest.param({"quantity": 4785, "order_type": "market", "limit_price": None},
+                 "max_notional", "1000000", "1000065.00", id="max_notional_market"),
     pytest.param({"symbol": "BRKA", "quantity": 2, "limit_price": "620000"},
                  "max_notional", "1000000", "1240000", id="max_notional_brka"),
     pytest.param({"account_id": "ACC-DELTA", "symbol": "BRKA", "quantity": 4,
@@ -259,6 +260,32 @@ def test_order_at_the_limit_is_accepted(client: TestClient, fields: dict[str, An
     assert body["reject"] is None
 
 
+def test_market_order_at_its_notional_limit_passes_and_is_protected(client: TestClient) -> None:
+    body = post(client, quantity=4784, order_type="market", limit_price=None)  # 999,856
+    assert body["reject"] is None
+    # Nothing rests within its protection price (no liquidity here): the remainder is cancelled.
+    assert body["status"] == "canceled"
+    accepted, canceled = events_of(client, body["order_id"])
+    assert accepted["payload"]["protection_price"] == "209.00"
+    assert accepted["payload"]["exposure_price"] == "209.00"
+    assert canceled["payload"]["reason"] == "market_no_liquidity"
+
+
+def test_a_market_order_never_fills_beyond_its_protection_price(client: TestClient) -> None:
+    post(client, account_id="ACC-BETA", side="sell", quantity=5, limit_price="200.00")
+    post(client, account_id="ACC-BETA", side="sell", quantity=5, limit_price="209.00")
+    post(client, account_id="ACC-BETA", side="sell", quantity=6, limit_price="209.00",
+         time_in_force="gtc")
+    # Beyond the buy's protection (209.00) but inside the ask's own collar vs. 190.
+    post(client, account_id="ACC-GAMMA", side="sell", quantity=5, limit_price="208.99")
+    body = post(client, quantity=30, order_type="market", limit_price=None)
+    fills = [e["payload"] for e in events_of(client, body["order_id"])
+             if e["event_type"] == "OrderFilled"]
+    assert sum(f["fill_quantity"] for f in fills) == 16
+    assert max(Decimal(f["fill_price"]) for f in fills) <= Decimal("209.00")
+    assert body["status"] == "canceled" and body["filled_quantity"] == 16
+
+
 def test_duplicate_within_the_window_is_rejected(client: TestClient) -> None:
     first = post(client, quantity=33, limit_price="190.10")
     second = post(client, quantity=33, limit_price="190.10")  # another client id, same order
@@ -299,11 +326,11 @@ def test_credit_limit_counts_open_orders_and_accepts_at_the_limit(client: TestCl
                 limit_price="190.01")["status"] == "accepted"
 
 
-def test_market_order_counts_at_the_reference_price_for_credit(client: TestClient) -> None:
-    # ACC-GAMMA: credit 1,000,000. 5000 @ 190 = 950,000 open; a market buy of 264 is valued
-    # at the reference 190 -> 1,000,160.
+def test_market_order_counts_at_its_protection_price_for_credit(client: TestClient) -> None:
+    # ACC-GAMMA: credit 1,000,000. 5000 @ 190 = 950,000 open; a market buy of 240 is valued
+    # at its protection price 209.00 (reference 190 + 10%) -> 1,000,160.
     assert post(client, account_id="ACC-GAMMA", quantity=5000)["status"] == "accepted"
-    body = post(client, account_id="ACC-GAMMA", quantity=264, order_type="market",
+    body = post(client, account_id="ACC-GAMMA", quantity=240, order_type="market",
                 limit_price=None)
     assert body["reject"] == {"control": "credit", "threshold": "1000000",
                               "observed": "1000160.00"}
@@ -458,10 +485,13 @@ def test_cancel_live_order(client: TestClient) -> None:
     assert canceled == {**body, "status": "canceled"}
     assert get_order(client, body["order_id"]) == canceled
     events = events_of(client, body["order_id"])
-    assert [e["event_type"] for e in events] == ["OrderAccepted", "OrderCanceled"]
+    # A request by bob, confirmed by the venue (ARCHITECTURE rule 10).
+    assert [e["event_type"] for e in events] == ["OrderAccepted", "CancelRequested",
+                                                 "OrderCanceled"]
     assert events[1]["actor"] == "bob"
-    assert events[1]["payload"]["reason"] == "requested"
-    assert events[1]["payload"]["canceled_quantity"] == 10
+    assert events[2]["actor"] == "venue"
+    assert events[2]["payload"]["reason"] == "requested"
+    assert events[2]["payload"]["canceled_quantity"] == 10
 
 
 def test_cancel_of_an_order_no_longer_live_is_409_and_recorded(client: TestClient) -> None:
@@ -514,8 +544,10 @@ def test_replace_quantity_and_price(client: TestClient) -> None:
     assert replaced == {**body, "quantity": 90, "limit_price": "189.25"}
     assert get_order(client, body["order_id"]) == replaced
     events = events_of(client, body["order_id"])
-    assert [e["event_type"] for e in events] == ["OrderAccepted"] + ["OrderReplaced"] * 3
+    assert [e["event_type"] for e in events] == (
+        ["OrderAccepted"] + ["ReplaceRequested", "OrderReplaced"] * 3)
     assert events[1]["actor"] == "dave"
+    assert events[2]["actor"] == "venue"
 
 
 @pytest.mark.parametrize(("change", "control", "threshold", "observed"), [
@@ -802,14 +834,23 @@ def test_sell_short_reduces_the_position(client: TestClient) -> None:
          "average_price": "190", "realized_pnl": "0"}]
 
 
-def test_last_trade_becomes_the_collar_reference(client: TestClient) -> None:
-    post(client, account_id="ACC-BETA", side="sell", quantity=10, limit_price="200.00")
-    post(client, quantity=10, limit_price="200.00")
-    # Collar now around 200: 219.99 passes although it is > 10% above the close 190.
-    assert post(client, quantity=1, limit_price="219.99")["status"] == "accepted"
-    assert post(client, quantity=1, limit_price="180.00")["status"] == "accepted"
-    r = post(client, quantity=1, limit_price="179.99")
+def test_the_firms_own_crosses_do_not_walk_the_collar_reference(client: TestClient) -> None:
+    """Two accounts trading with each other at the collar's edge, again and again, must not
+    carry the reference with them (it was walked from 190 to 334.77 in six trades)."""
+    price = Decimal("209.00")
+    for n in range(3):
+        post(client, account_id="ACC-BETA", side="sell", quantity=1 + n, limit_price=str(price))
+        bought = post(client, quantity=1 + n, limit_price=str(price))
+        if n == 0:
+            assert bought["status"] == "filled"
+        else:  # the next step up is outside the collar of the unchanged reference
+            assert bought["reject"]["control"] == "price_collar"
+        price = (price * Decimal("1.09")).quantize(Decimal("0.01"))
+    r = post(client, quantity=1, limit_price="209.01")
     assert r["reject"] is not None and r["reject"]["control"] == "price_collar"
+    [accepted] = [e for e in audit(client) if e["event_type"] == "OrderAccepted"][-1:]
+    assert accepted["payload"]["reference_price"] == "190.00"
+    assert accepted["payload"]["reference_source"] == "previous_close"
 
 
 # ------------------------------------------------------------------------ queries
@@ -868,7 +909,9 @@ def test_audit_pagination_by_position(client: TestClient) -> None:
     everything = audit(client)
     positions_seen = [e["position"] for e in everything]
     assert positions_seen == sorted(positions_seen)
-    assert len(set(positions_seen)) == len(everything) == head_position(client) == 8
+    # The trading day's opening, five bids, the sell and its two fills.
+    assert len(set(positions_seen)) == len(everything) == head_position(client) == 9
+    assert everything[0]["event_type"] == "TradingDayOpened"
     collected: list[dict[str, Any]] = []
     after = None
     while True:
@@ -901,7 +944,7 @@ def test_audit_since_and_until(client: TestClient) -> None:
     ids = [first["order_id"], second["order_id"], third["order_id"]]
 
     def order_ids(**params: Any) -> list[str]:
-        return [e["order_id"] for e in audit(client, **params)]
+        return [e["order_id"] for e in audit(client, **params) if e["order_id"] is not None]
 
     # since is inclusive (microsecond floor of the event's own time), until exclusive.
     assert order_ids(since=iso(t2)) == ids[1:]
@@ -914,12 +957,14 @@ def test_audit_since_and_until(client: TestClient) -> None:
     assert order_ids(since=moment.astimezone(timezone(timedelta(hours=5))).isoformat()) == ids[1:]
     assert order_ids(since=moment.replace(tzinfo=None).isoformat()) == ids[1:]
     # Filters combine with paging.
-    assert order_ids(since=iso(t1), limit=1, after=audit(client)[0]["position"]) == ids[1:2]
+    first_order = audit(client)[1]  # after the trading day's opening
+    assert order_ids(since=iso(t1), limit=1, after=first_order["position"]) == ids[1:2]
 
 
 def test_audit_timestamp_matches_ts_ns(client: TestClient) -> None:
     post(client)
-    [event] = audit(client)
+    opened, event = audit(client)
+    assert opened["event_type"] == "TradingDayOpened" and opened["ts_ns"] <= event["ts_ns"]
     ts = event["ts_ns"]
     seconds, nanos = divmod(ts, 1_000_000_000)
     assert event["timestamp"] == (
@@ -933,15 +978,16 @@ def test_audit_verify(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     check = r.json()
     assert check["ok"] is True
-    assert check["events"] == check["head_position"] == head_position(client) == 4
+    assert check["events"] == check["head_position"] == head_position(client) == 5
     assert check["first_broken_position"] is None and check["problem"] is None
     assert len(check["head_hash"]) == 64
 
 
-def test_verify_on_an_empty_store(client: TestClient) -> None:
+def test_verify_on_a_fresh_store(client: TestClient) -> None:
     check = client.get("/audit/verify").json()
-    assert (check["ok"], check["events"], check["head_position"]) == (True, 0, 0)
-    assert check["head_hash"] == "0" * 64
+    # The engine opened the calendar's trading day as it started: the only record.
+    assert (check["ok"], check["events"], check["head_position"]) == (True, 1, 1)
+    assert len(check["head_hash"]) == 64 and check["head_hash"] != "0" * 64
 
 
 def test_instruments(client: TestClient) -> None:
@@ -977,11 +1023,11 @@ def test_health(client: TestClient, backend: Settings) -> None:
     assert health["status"] == "ok"
     assert health["store"]["ok"] is True
     assert health["store"]["dialect"] == ("postgresql" if backend.uses_postgres else "sqlite")
-    assert health["store"]["head_position"] == 1
-    assert health["engine"]["committed_position"] == 1
+    assert health["store"]["head_position"] == 2  # the day's opening and the order
+    assert health["engine"]["committed_position"] == 2
     client.get("/orders")  # read-your-writes: projections have caught up after a query
     health = client.get("/health").json()
-    assert health["projections"] == {"position": 1, "lag": 0, "ok": True, "last_error": None}
+    assert health["projections"] == {"position": 2, "lag": 0, "ok": True, "last_error": None}
 
 
 def test_a_stopped_engine_is_reported_and_orders_get_503_not_a_hang(
@@ -995,7 +1041,7 @@ def test_a_stopped_engine_is_reported_and_orders_get_503_not_a_hang(
     monkeypatch.setattr(api_orders, "ANSWER_TIMEOUT_S", 0.2)
     r = client.post("/orders", json=new_order(client_order_id="no-engine"))
     assert r.status_code == 503
-    assert "resend the same client_order_id" in r.json()["detail"]
+    assert "not taking orders" in r.json()["detail"]
 
 
 def test_docs_and_openapi(client: TestClient) -> None:
@@ -1163,4 +1209,4 @@ def test_audit_since_and_until_accept_the_trails_own_timestamps(client: TestClie
     assert [e["order_id"] for e in r.json()] == [second["order_id"]]
     r = client.get("/audit", params={"until": stamp})
     assert r.status_code == 200, r.text
-    assert [e["order_id"] for e in r.json()] == [first["order_id"]]
+    assert [e["order_id"] for e in r.json() if e["order_id"]] == [first["order_id"]]

@@ -1,4 +1,4 @@
-"""Row 1: in-memory decision latency, ``engine._decide`` on a validated SubmitOrder (no I/O).
+"""Row 1: in-memory decision latency, ``engine.decide`` on a validated SubmitOrder (no I/O).
 
 Each call is timed on its own with ``perf_counter_ns``. The engine comes from
 ``build_engine`` (so ``gc.freeze()`` ran as in production) over a null journal and a
@@ -89,11 +89,12 @@ def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         settings = Settings(data_dir=data_dir or Path(tmp), batch_max=batch)
         engine = build_engine(settings, bench_config(), NullJournal(), clock)  # gc.freeze()
+    engine.run_batch([])  # the calendar's trading day opens (orders need one)
     schedule = CollectorSchedule()
     if mode in ("disabled", "engine"):
         schedule.take_over()
     between_cycles = schedule.after_cycle if mode == "engine" else None
-    decide, book = engine._decide, engine.book
+    decide, book = engine.decide, engine.book
     pc = time.perf_counter_ns
     events: list[Any] = []
     releases: list[Any] = []
@@ -101,13 +102,12 @@ def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
     lat = [0] * n
     pauses = GcPauses()
     try:
-        now = clock.now
         for i, cmd in enumerate(cmds[:warmup]):
             if i % batch == 0:
                 events.clear()
                 releases.clear()
-                now += batch * SIM_NS_PER_ORDER
-            decide(book, cmd, now, events, releases)
+                clock.now += batch * SIM_NS_PER_ORDER
+            decide(cmd, events, releases)
             if between_cycles is not None and i % batch == batch - 1:
                 between_cycles()
         gc.callbacks.append(pauses)
@@ -115,11 +115,11 @@ def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
             if i % batch == 0:
                 events.clear()
                 releases.clear()
-                now += batch * SIM_NS_PER_ORDER
+                clock.now += batch * SIM_NS_PER_ORDER
                 if between_cycles is not None and i:
                     between_cycles()  # where the engine thread runs it: outside any decision
             t0 = pc()
-            decide(book, cmd, now, events, releases)
+            decide(cmd, events, releases)
             lat[i] = pc() - t0
     finally:
         if pauses in gc.callbacks:
@@ -127,7 +127,7 @@ def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
         schedule.hand_back()
         gc.enable()
         gc.unfreeze()  # let the next measurement's build_engine freeze afresh
-    rejects = sum(1 for o in book.orders.values() if o.reject is not None)
+    rejects = sum(1 for o in book.finished.values() if o.reject is not None)
     mean = sum(lat) / n
     lat.sort()
     last = n - 1

@@ -15,23 +15,25 @@ class Exposure:
     recorded mode can count it gross or net (``domain.values.ExposureMode``).
     """
 
-    __slots__ = ("buy_entered", "buy_filled", "sell_entered", "sell_filled")
+    # ``gross`` is kept as a running total: the credit controls read it on every order.
+    __slots__ = ("buy_entered", "buy_filled", "gross", "sell_entered", "sell_filled")
 
     def __init__(self) -> None:
         self.buy_entered = ZERO
         self.sell_entered = ZERO
         self.buy_filled = ZERO
         self.sell_filled = ZERO
+        self.gross = ZERO
 
     def value(self, mode: str) -> Decimal:
         if mode == ExposureMode.GROSS:
-            return self.buy_entered + self.sell_entered
+            return self.gross
         return max(self.buy_entered - self.sell_filled, self.sell_entered - self.buy_filled)
 
     def value_with(self, mode: str, side: str, added: Decimal) -> Decimal:
         """The value if ``added`` more notional were entered on ``side``."""
         if mode == ExposureMode.GROSS:
-            return self.buy_entered + self.sell_entered + added
+            return self.gross + added
         if side == Side.BUY:
             return max(self.buy_entered + added - self.sell_filled,
                        self.sell_entered - self.buy_filled)
@@ -43,18 +45,22 @@ class Exposure:
             self.buy_entered += notional
         else:
             self.sell_entered += notional
+        self.gross += notional
 
     def fill(self, side: str, fill_notional: Decimal, released: Decimal) -> None:
         """A fill replaces ``released`` of open exposure with its own notional."""
+        change = fill_notional - released
         if side == Side.BUY:
-            self.buy_entered += fill_notional - released
+            self.buy_entered += change
             self.buy_filled += fill_notional
         else:
-            self.sell_entered += fill_notional - released
+            self.sell_entered += change
             self.sell_filled += fill_notional
+        self.gross += change
 
     def reset(self) -> None:
         self.buy_entered = self.sell_entered = self.buy_filled = self.sell_filled = ZERO
+        self.gross = ZERO
 
     def state(self) -> list[str]:
         return [str(self.buy_entered), str(self.sell_entered), str(self.buy_filled),
@@ -63,6 +69,7 @@ class Exposure:
     def restore(self, state: list[str]) -> None:
         self.buy_entered, self.sell_entered, self.buy_filled, self.sell_filled = (
             Decimal(v) for v in state)
+        self.gross = self.buy_entered + self.sell_entered
 
 
 class Account:

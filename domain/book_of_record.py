@@ -25,7 +25,7 @@ from uuid import UUID
 
 from domain import controls as ctl
 from domain.accounts import Account, Exposure
-from domain.controls import NEW_ORDER, NEW_ORDER_CONTROLS, REPLACE, REPLACE_CONTROLS, Candidate
+from domain.controls import NEW_ORDER_CONTROLS, REPLACE_CONTROLS, Candidate
 from domain.events import (
     BookSnapshotTaken,
     CancelRejected,
@@ -49,6 +49,7 @@ from domain.reference_prices import OUTSIDE_PARTICIPANT, MarketTape, ReferencePr
 from domain.trading_day import TradingDay, day_id
 from domain.values import (
     CancelReason,
+    ExposureMode,
     OrderStatus,
     RequestStage,
     Side,
@@ -172,7 +173,7 @@ class BookOfRecord:
     ) -> OrderAccepted | OrderRejected:
         """Run every pre-trade control on a new order; the first failure rejects it."""
         c = Candidate(self, account_id, symbol, side, quantity, order_type, limit_price, now_ns)
-        index, failure, ran = ctl.run(NEW_ORDER, NEW_ORDER_CONTROLS, c)
+        index, failure, ran = ctl.run(ctl.NEW_ORDER_PLAN, c)
         reference = c.reference
         date = self.day.date
         if failure is not None:
@@ -228,7 +229,7 @@ class BookOfRecord:
         account = self.accounts[order.account_id]
         c.account, c.limits = account, account.limits
         c.instrument = self.instruments[order.symbol]
-        index, failure, ran = ctl.run(REPLACE, REPLACE_CONTROLS, c)
+        index, failure, ran = ctl.run(ctl.REPLACE_PLAN, c)
         if failure is not None:
             return self._refuse_replace(order, quantity, limit_price, actor, source, now_ns,
                                         REPLACE_CONTROLS[index], failure)
@@ -524,6 +525,7 @@ class BookOfRecord:
         day = self.day
         day.date, day.is_open, day.version = e.trading_date, True, e.version
         day.exposure_mode, day.opened_ns = e.exposure_mode, e.ts_ns
+        day.gross = e.exposure_mode == ExposureMode.GROSS
         day.scheduled_close_ns = e.scheduled_close_ns
         # Exposure restarts from the orders carried over (GTC): yesterday's executions and
         # expired orders no longer count against today's limits.

@@ -129,6 +129,7 @@ def restore(book: BookOfRecord, state: dict[str, Any]) -> None:
     day = book.day
     (day.date, day.is_open, day.exposure_mode, day.opened_ns, day.scheduled_close_ns,
      day.last_closed_date, day.version) = state["day"]
+    day.gross = day.exposure_mode == "gross"
     book.last_closes = {s: Decimal(p) for s, p in state["last_closes"].items()}
     book.tape.last_sale = {s: _reference_from(v) for s, v in state["last_sale"].items()}
     book.tape.previous_close = {s: _reference_from(v)

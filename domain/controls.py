@@ -46,6 +46,11 @@ class Candidate:
                  "firm_after", "firm_before", "instrument", "limit_price", "limits", "notional",
                  "now_ns", "order", "order_type", "price", "protection_price", "quantity",
                  "reference", "side", "symbol")
+    account: Any
+    instrument: Any
+    notional: Decimal
+    exposure_after: Decimal
+    firm_after: Decimal
 
     def __init__(self, book: BookOfRecord, account_id: str, symbol: str, side: str,
                  quantity: int, order_type: str, limit_price: Decimal | None, now_ns: int,
@@ -59,18 +64,16 @@ class Candidate:
         self.limit_price = limit_price
         self.now_ns = now_ns
         self.order = order  # the order being replaced; None for a new order
-        self.account: Any = None
+        # Read by the decision whatever control stopped it; the other inputs (account,
+        # instrument, notional, added, exposure_after, firm_after) are always set by an
+        # earlier control before a later one reads them (the table's order).
         self.limits: Any = None
-        self.instrument: Any = None
         self.reference: ReferencePrice | None = None
         self.protection_price: Decimal | None = None
         self.price: Decimal | None = None  # the price the order is valued at
-        self.notional: Decimal | None = None
-        self.added: Decimal | None = None  # exposure the order adds (a replace: the increase)
         self.exposure_before: Decimal | None = None
-        self.exposure_after: Decimal | None = None
         self.firm_before: Decimal | None = None
-        self.firm_after: Decimal | None = None
+        self.added: Decimal | None = None  # exposure the order adds (a replace: the increase)
 
 
 class Control(NamedTuple):
@@ -255,12 +258,16 @@ def duplicate(c: Candidate) -> Failure:
 def credit(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(i): orders entered (open + filled) count against the limit; reducing
     # exposure is always allowed, even above a lowered limit.
-    mode = c.book.day.exposure_mode
-    exposure = c.account.exposure
     added = c.added
     assert added is not None  # max_notional runs first
-    before = exposure.value(mode)
-    after = exposure.value_with(mode, c.side, added)
+    exposure = c.account.exposure
+    if c.book.day.gross:  # the usual case, on the hot path: a running total
+        before = exposure.gross
+        after = before + added
+    else:
+        mode = c.book.day.exposure_mode
+        before = exposure.value(mode)
+        after = exposure.value_with(mode, c.side, added)
     c.exposure_before, c.exposure_after = before, after
     limit = c.limits.credit_limit
     if after > limit and after > before:
@@ -270,12 +277,17 @@ def credit(c: Candidate) -> Failure:
 
 def firm_credit(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(i): the firm-wide aggregate is a control of its own.
-    book = c.book
-    mode = book.day.exposure_mode
     added = c.added
     assert added is not None
-    before = book.firm_exposure.value(mode)
-    after = book.firm_exposure.value_with(mode, c.side, added)
+    book = c.book
+    exposure = book.firm_exposure
+    if book.day.gross:
+        before = exposure.gross
+        after = before + added
+    else:
+        mode = book.day.exposure_mode
+        before = exposure.value(mode)
+        after = exposure.value_with(mode, c.side, added)
     c.firm_before, c.firm_after = before, after
     limit = book.firm.credit_limit
     if after > limit and after > before:
@@ -329,30 +341,54 @@ NEW_ORDER_CONTROLS: tuple[str, ...] = tuple(c.name for c in NEW_ORDER)
 REPLACE_CONTROLS: tuple[str, ...] = tuple(c.name for c in REPLACE)
 
 
-def run(controls: tuple[Control, ...], names: tuple[str, ...], candidate: Candidate
-        ) -> tuple[int, Failure, tuple[str, ...]]:
-    """Run ``controls`` in order until one fails.
+class Plan(NamedTuple):
+    """A control list prepared for the hot path: the checks as a plain tuple of functions."""
+
+    checks: tuple[Callable[[Candidate], Failure], ...]
+    names: tuple[str, ...]
+    position: dict[Callable[[Candidate], Failure], int]
+
+
+def plan(controls: tuple[Control, ...]) -> Plan:
+    checks = tuple(c.check for c in controls)
+    return Plan(checks, tuple(c.name for c in controls), {f: i for i, f in enumerate(checks)})
+
+
+NEW_ORDER_PLAN = plan(NEW_ORDER)
+REPLACE_PLAN = plan(REPLACE)
+
+
+def run(p: Plan, candidate: Candidate) -> tuple[int, Failure, tuple[str, ...]]:
+    """Run the plan's controls in order until one fails.
 
     Returns (index of the failing control or -1, its failure, the controls that ran and
-    passed). The common case (all applied, all passed) returns the shared ``names`` tuple.
+    passed). The common case (all applied, all passed) returns the shared names tuple.
     """
-    skipped: list[int] | None = None
-    for i, control in enumerate(controls):
-        failure = control.check(candidate)
-        if failure is None:
-            continue
-        if failure is SKIPPED:
-            if skipped is None:
-                skipped = [i]
-            else:
-                skipped.append(i)
-            continue
-        ran = names[:i] if skipped is None else tuple(
-            n for j, n in enumerate(names[:i]) if j not in skipped)
-        return i, failure, ran
-    if skipped is None:
-        return -1, None, names
-    return -1, None, tuple(n for j, n in enumerate(names) if j not in skipped)
+    for check in p.checks:
+        failure = check(candidate)
+        if failure is not None:
+            return _run_from(p, p.position[check], failure, candidate)
+    return -1, None, p.names
+
+
+def _run_from(p: Plan, i: int, failure: Failure, candidate: Candidate
+              ) -> tuple[int, Failure, tuple[str, ...]]:
+    """The slow path, from the first control that did not simply pass."""
+    names, checks = p.names, p.checks
+    skipped: list[int] = []
+    while True:
+        if failure is not SKIPPED:
+            ran = tuple(n for j, n in enumerate(names[:i]) if j not in skipped)
+            return i, failure, ran
+        skipped.append(i)
+        i += 1
+        while i < len(checks):
+            failure = checks[i](candidate)
+            if failure is not None:
+                break
+            i += 1
+        else:
+            return -1, None, tuple(n for j, n in enumerate(names) if j not in skipped)
 
 
 def markdown_table() -> str:

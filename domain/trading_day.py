@@ -18,13 +18,14 @@ def day_id(trading_date: str) -> UUID:
 
 
 class TradingDay:
-    __slots__ = ("date", "exposure_mode", "is_open", "last_closed_date", "opened_ns",
-                 "scheduled_close_ns", "version")
+    __slots__ = ("date", "exposure_mode", "gross", "is_open", "last_closed_date",
+                 "opened_ns", "scheduled_close_ns", "version")
 
     def __init__(self) -> None:
         self.date: str | None = None  # the current (or, when closed, the last) trading date
         self.is_open = False
         self.exposure_mode: str = ExposureMode.GROSS
+        self.gross = True  # exposure_mode == gross, read on every order
         self.opened_ns: int | None = None
         self.scheduled_close_ns: int | None = None
         self.last_closed_date: str | None = None

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api import orders, views
+from api import orders, trading_day, views
 from infrastructure.bootstrap import System, bootstrap
 from infrastructure.settings import Settings
 
@@ -36,4 +36,5 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
                   lifespan=lifespan)
     app.include_router(orders.router)
     app.include_router(views.router)
+    app.include_router(trading_day.router)
     return app

@@ -22,10 +22,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.demo import DEFAULT_ORDERS, DEFAULT_SEED, DemoResult, run_demo
+from domain.values import Source
 from infrastructure.codec import UndecodableEvent
 from infrastructure.event_store import EventStore
 from infrastructure.settings import Settings
 from infrastructure.store_schema import StoreNotInitialised
+from projections.queries import iso_timestamp
 
 app = typer.Typer(
     name="marketlog",
@@ -333,6 +335,101 @@ def db_init() -> None:
                   f"{roles}")
 
 
+# --------------------------------------------------------------------------- trading day
+
+day_app = typer.Typer(help="Trading days: the engine opens and closes them from the calendar; "
+                      "operators may open or close one by hand (each an event with a reason).",
+                      no_args_is_help=True)
+app.add_typer(day_app, name="day")
+
+
+def _engine_command(command: Any) -> Any:
+    """Run one command (or none) on an engine of this process, the store's single writer;
+    the outcome and the trading day after it."""
+    from infrastructure.bootstrap import bootstrap
+    from infrastructure.writer_lock import AnotherWriterRunning
+
+    settings = _settings()
+    try:
+        system = bootstrap(settings, start=False)
+    except AnotherWriterRunning:
+        raise _fail("an engine (marketlog serve) is running on this store: use its API, e.g. "
+                    f"POST http://{settings.host}:{settings.port}/trading-day/close", 2) from None
+    try:
+        [outcome] = system.engine.execute([command]) if command is not None else [None]
+        day = system.engine.health()["trading_day"]
+    finally:
+        system.close()
+    if isinstance(outcome, BaseException):
+        raise _fail(str(outcome))
+    return outcome, day
+
+
+def _print_day(day: dict[str, Any]) -> None:
+    state = "open" if day["open"] else "closed"
+    close = day["scheduled_close_ns"]
+    until = "" if close is None else f", scheduled close {iso_timestamp(close)}"
+    _console().print(f"trading day {day['date'] or '-'}: {state} "
+                     f"(exposure {day['exposure_mode']}{until})")
+
+
+@day_app.command("status")
+def day_status() -> None:
+    """The trading day as the log records it (the engine, starting, opens the calendar's day
+    if one is due)."""
+    _, day = _engine_command(None)
+    _print_day(day)
+
+
+@day_app.command("open")
+def day_open(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the event).")],
+    date: Annotated[str | None, typer.Option(
+        help="Trading date YYYY-MM-DD; default: the calendar's date now.")] = None,
+) -> None:
+    """Open a trading day by hand; exposure restarts from the orders carried over."""
+    from commands.models import OpenTradingDay
+
+    outcome, day = _engine_command(OpenTradingDay(trading_date=date, reason=reason,
+                                                  actor=_cli_actor(), source=Source.CLI))
+    if outcome.kind != "done":
+        raise _fail(outcome.detail["reason"])
+    _print_day(day)
+
+
+@day_app.command("close")
+def day_close(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the event).")],
+) -> None:
+    """Close the trading day now: DAY orders expire, later orders are refused."""
+    from commands.models import CloseTradingDay
+
+    outcome, day = _engine_command(CloseTradingDay(reason=reason, actor=_cli_actor(),
+                                                   source=Source.CLI))
+    if outcome.kind != "done":
+        raise _fail(outcome.detail["reason"])
+    _console().print(f"{outcome.detail['expiring_orders']} DAY orders expired")
+    _print_day(day)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    return getpass.getuser() or "cli"
+
+
+@app.command()
+def snapshot() -> None:
+    """Store a snapshot of the book of record now (the engine also takes them by itself);
+    a restart then replays only the log after it."""
+    from commands.models import TakeSnapshot
+
+    outcome, _ = _engine_command(TakeSnapshot(actor=_cli_actor(), source=Source.CLI))
+    if not (outcome.detail or {}).get("snapshot"):
+        raise _fail("the store refused the snapshot (see the log)")
+    _console().print("snapshot stored and recorded in the log")
+
+
 def _database_of(url: str) -> tuple[str | None, int | None, str]:
     parts = sa.make_url(url)
     return parts.host, parts.port, parts.database or ""
@@ -440,8 +537,9 @@ def audit(
     for e in events:
         console.print(
             f"[bold]#{e['position']}[/] {e['timestamp']} [cyan]{e['event_type']}[/] "
-            f"{escape(e['actor'])}/{e['source']} {escape(e['account_id'])}\n"
-            f"    order {e['order_id']} v{e['aggregate_version']}: {escape(_details(e))}")
+            f"{escape(e['actor'])}/{e['source']} {escape(e['account_id'] or '')}\n"
+            f"    {'order' if e['order_id'] else 'aggregate'} {e['aggregate_id']} "
+            f"v{e['aggregate_version']}: {escape(_details(e))}")
     if len(events) == limit:
         console.print(f"more: --after {events[-1]['position']}")
 
@@ -469,7 +567,7 @@ def _details(event: dict[str, Any]) -> str:
                 f"observed {p['observed']}")
     skip = {  # anything else (CancelRejected, ...): the body minus bookkeeping fields
 "order_id", "version", "ts_ns", "actor", "source", "account_id", "symbol",
-            "schema", "prev_hash"}
+            "schema", "prev_hash", "hash", "day_id", "engine_id", "snapshot_id"}
     return ", ".join(f"{k}={v}" for k, v in p.items() if k not in skip)
 
 

@@ -31,7 +31,8 @@ router = APIRouter(tags=["orders"])
 ANSWER_TIMEOUT_S = 30.0
 
 
-async def _run(system: System, command: Command) -> Outcome:
+async def run_command(system: System, command: Command) -> Outcome:
+    """Hand a command to the engine and wait (bounded) for its durable outcome."""
     try:
         future = system.engine.submit(command)
     except EngineBusy as exc:
@@ -74,7 +75,7 @@ async def submit_order(body: OrderFields, system: SystemDep, actor: ActorDep,
     """Submit an order. 201 once its events are durable, rejected or not: a rejection is a
     record naming the control, its threshold and the observed value."""
     command = SubmitOrder(**dict(body), actor=actor, source=Source.API)
-    outcome = await _run(system, command)
+    outcome = await run_command(system, command)
     if outcome.kind == "conflict":
         raise HTTPException(status.HTTP_409_CONFLICT, {
             "message": "client_order_id already used for a different order",
@@ -90,7 +91,8 @@ async def submit_order(body: OrderFields, system: SystemDep, actor: ActorDep,
              responses={404: {"description": "Unknown order"},
                         409: {"description": "The order is no longer live (recorded)."}})
 async def cancel_order(order_id: UUID, system: SystemDep, actor: ActorDep) -> Any:
-    outcome = await _run(system, CancelOrder(order_id=order_id, actor=actor, source=Source.API))
+    outcome = await run_command(system, CancelOrder(order_id=order_id, actor=actor,
+                                                    source=Source.API))
     return _changed(outcome)
 
 
@@ -101,7 +103,7 @@ async def replace_order(order_id: UUID, body: ReplaceFields, system: SystemDep,
                         actor: ActorDep) -> Any:
     command = ReplaceOrder(order_id=order_id, quantity=body.quantity,
                            limit_price=body.limit_price, actor=actor, source=Source.API)
-    return _changed(await _run(system, command))
+    return _changed(await run_command(system, command))
 
 
 def _changed(outcome: Outcome) -> Any:

@@ -19,7 +19,7 @@ from infrastructure.config import load_config
 from infrastructure.settings import Settings
 from projections.rebuild import digest
 
-COMMANDS = ("demo", "serve", "verify", "rebuild", "audit")
+COMMANDS = ("demo", "serve", "verify", "rebuild", "audit", "day", "snapshot", "db")
 HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 # Unset anything of the caller's that would point the CLI elsewhere; wide output, no colour.
 BASE_ENV: dict[str, str | None] = {

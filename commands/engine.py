@@ -329,9 +329,16 @@ class Engine:
         return [f.exception() or f.result() for _, f in items]  # type: ignore[union-attr]
 
     def run_batch(self, items: Sequence[Item]) -> None:
-        due = self.scheduled_command()
-        if due is not None:
+        # The calendar's transitions that are due first (after downtime: a close, then an
+        # open); a refused one is not retried in a loop.
+        for _ in range(4):
+            due = self.scheduled_command()
+            if due is None:
+                break
+            before = self.book.day.version, self.book.day.date
             self._cycle([(due, None)])
+            if (self.book.day.version, self.book.day.date) == before:
+                break
         segment: list[Item] = []
         for item in items:
             if isinstance(item[0], BARRIERS):

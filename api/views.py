@@ -90,17 +90,22 @@ def health(system: SystemDep, response: Response) -> dict[str, Any]:
         store["ok"] = True
     except Exception as exc:  # report, don't raise: health must answer when the store can't
         store.update(ok=False, error=str(exc))
+    chain = system.store.chain_status
+    store["chain"] = {"ok": chain.ok, "verified_position": chain.verified_position,
+                      "problem": chain.problem}
     runner = system.projections
-    committed = system.engine.committed_position
+    engine = system.engine.health()
+    committed = engine["committed_position"]
     projections = {
         "position": runner.position,
         "lag": max(0, committed - runner.position),
         "ok": runner.last_error is None,
         "last_error": None if runner.last_error is None else str(runner.last_error),
     }
-    engine = {"running": system.engine.running, "committed_position": committed,
-              "batches": system.engine.batches}
-    healthy = store["ok"] and projections["ok"] and engine["running"]
+    lock = system.writer_lock
+    engine["writer_lock"] = lock.state
+    healthy = (store["ok"] and chain.ok and projections["ok"] and engine["running"]
+               and not lock.lost)
     if not healthy:
         response.status_code = 503
     return {"status": "ok" if healthy else "degraded", "store": store, "engine": engine,

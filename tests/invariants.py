@@ -56,10 +56,8 @@ def check_log(events: Iterable[tuple[int, Any]]) -> dict[str, int]:
             seen["racing_fills"] += e.order_id in pending
             assert e.order_id not in closed, f"fill at {position} after a confirmed cancel"
             side, limit, quantity = terms[e.order_id]
-            if side == Side.BUY:
-                assert e.fill_price <= limit, f"buy filled at {e.fill_price} > {limit} ({position})"
-            else:
-                assert e.fill_price >= limit, f"sell filled at {e.fill_price} < {limit} ({position})"
+            within = e.fill_price <= limit if side == Side.BUY else e.fill_price >= limit
+            assert within, f"{side} filled at {e.fill_price} beyond {limit} ({position})"
             filled[e.order_id] += e.fill_quantity
             assert filled[e.order_id] == e.cumulative_quantity, position
             assert filled[e.order_id] <= quantity, f"overfilled at {position}"

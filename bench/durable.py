@@ -134,6 +134,7 @@ def run_closed_loop(store: Any, backend: str, cmds: list[SubmitOrder], window: i
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         settings = Settings(data_dir=Path(tmp), batch_max=batch_max)
         engine = build_engine(settings, bench_config(), timed)  # type: ignore[arg-type]
+    engine.run_batch([])  # the calendar's trading day opens (orders need one)
     start_position = store.head_position
     n = len(cmds)
     sent = [0] * n
@@ -192,13 +193,14 @@ def append_micro(store: Any, batches: int, size: int, seed: int) -> tuple[float,
     clock = SimClock()
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         engine = build_engine(Settings(data_dir=Path(tmp)), bench_config(), NullJournal(), clock)
+    engine.run_batch([])
     cmds = commands(batches * size, seed=seed, crossing_pct=0.0, prefix=f"M{seed}-")
     event_batches = []
     for b in range(batches):
         clock.now += size * 20_000
         events: list[Any] = []
         for cmd in cmds[b * size:(b + 1) * size]:
-            engine._decide(engine.book, cmd, clock.now, events, [])
+            engine.decide(cmd, events, [])
         event_batches.append(events)
     took = []
     for events in event_batches:

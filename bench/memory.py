@@ -29,6 +29,7 @@ def measure(n: int, batch: int = 2000) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         engine = build_engine(Settings(data_dir=Path(tmp), batch_max=batch), bench_config(),
                               NullJournal(), clock)
+    engine.run_batch([])  # the calendar's trading day opens (orders need one)
     fields = order_fields(n, seed=21, crossing_pct=0.0, reject_pct=0.0)
     # Warm the interpreter paths (first cycle allocates caches, not per-order state).
     proc = psutil.Process()

@@ -32,6 +32,7 @@ def stored_batches(batches: int, size: int) -> list[list[StoredEvent]]:
     clock = SimClock()
     with tempfile.TemporaryDirectory() as tmp:
         engine = build_engine(Settings(data_dir=Path(tmp)), bench_config(), NullJournal(), clock)
+    engine.run_batch([])
     cmds = commands(batches * size, seed=99, crossing_pct=0.0, prefix="X")
     out = []
     prev, position = GENESIS_HASH, 0
@@ -39,7 +40,7 @@ def stored_batches(batches: int, size: int) -> list[list[StoredEvent]]:
         clock.now += size * 20_000
         events: list[Any] = []
         for cmd in cmds[b * size:(b + 1) * size]:
-            engine._decide(engine.book, cmd, clock.now, events, [])
+            engine.decide(cmd, events, [])
         stored = []
         for e in events:
             position += 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Reject(BaseModel):
@@ -77,3 +77,74 @@ class ChainOut(BaseModel):
     head_hash: str
     first_broken_position: int | None
     problem: str | None
+
+
+# ------------------------------------------------------------------------ errors
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class ConflictOut(BaseModel):
+    """409: the reason (control, threshold, observed, or the conflicting fields) and the order
+    as it stands."""
+
+    detail: dict[str, Any]
+
+
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: str | int | float | bool | None = Field(
+        None, description="The offending value, only when it is a short scalar.")
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorOut(BaseModel):
+    detail: list[ValidationIssue]
+    errors_omitted: int | None = Field(
+        None, description="How many further problems were found but not listed.")
+
+
+# ------------------------------------------------------------------------ health
+
+
+class _Open(BaseModel):
+    # Further keys pass through: the engine and the store report more as they learn more.
+    model_config = ConfigDict(extra="allow")
+
+
+class StoreHealth(_Open):
+    dialect: str
+    ok: bool
+    head_position: int | None = None
+    error: str | None = None
+
+
+class ReadModelsHealth(_Open):
+    dialect: str
+    ok: bool
+    error: str | None = None
+
+
+class ProjectionsHealth(_Open):
+    position: int
+    lag: int
+    ok: bool
+    last_error: str | None
+
+
+class EngineHealth(_Open):
+    running: bool
+    committed_position: int
+    batches: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    store: StoreHealth
+    read_models: ReadModelsHealth
+    engine: EngineHealth
+    projections: ProjectionsHealth

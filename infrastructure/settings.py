@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     liquidity_provider: bool = Field(
         False, description="Run the venue's synthetic liquidity provider.")
     liquidity_seed: int = Field(7, description="Seed of the synthetic liquidity provider.")
+    max_body_bytes: int = Field(
+        64 * 1024, gt=0,
+        description="Largest HTTP request body the API reads (413 beyond it). An order is "
+        "~250 bytes; the cap keeps one client from making the server buffer and echo megabytes.")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -1,0 +1,144 @@
+"""Questions to the databases that answer within a deadline, however the databases behave.
+
+``/health`` and ``/audit/verify`` used to ask the event store directly and hung for as long
+as it was away: its driver waits for a connection and retries (minutes, by design, so the
+engine rides out a failover). Here each question runs in a background thread and the caller
+waits only until its deadline; without an answer by then the database counts as down.
+
+Each question is single-flight: while one call is pending, every caller waits on that same
+call instead of starting another, so an outage ties up one thread per question rather than
+one per request, and repeated ``/audit/verify`` calls do not re-hash the log in parallel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from api.errors import Unavailable
+from infrastructure.bootstrap import System
+
+T = TypeVar("T")
+
+DEADLINE_S = 0.9  # /health and /audit/verify answer within a second during an outage
+
+
+class SingleFlight(Generic[T]):
+    """Runs ``call`` in a daemon thread, at most one at a time; callers share its future.
+
+    A call pending longer than ``abandon_after_s`` is given up (its thread is left to finish
+    on its own) and the next caller starts a fresh one: a call that never returns, say on
+    a connection whose packets vanish, must not answer for the probe for ever.
+    """
+
+    def __init__(self, name: str, call: Callable[[], T], abandon_after_s: float) -> None:
+        self.name = name
+        self._call = call
+        self._abandon_after_s = abandon_after_s
+        self._lock = threading.Lock()
+        self._current: Future[T] | None = None
+        self._started = 0.0
+
+    def future(self) -> Future[T]:
+        with self._lock:
+            now = time.monotonic()
+            current = self._current
+            if (current is not None and not current.done()
+                    and now - self._started < self._abandon_after_s):
+                return current
+            future: Future[T] = Future()
+            self._current, self._started = future, now
+        threading.Thread(target=self._run, args=(future,), name=f"probe-{self.name}",
+                         daemon=True).start()
+        return future
+
+    def pending_for(self) -> float:
+        """Seconds the current call has been running (0 when none is)."""
+        with self._lock:
+            if self._current is None or self._current.done():
+                return 0.0
+            return time.monotonic() - self._started
+
+    def _run(self, future: Future[T]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(self._call())
+        except BaseException as exc:  # handed to the caller, who decides what it means
+            future.set_exception(exc)
+
+
+def _head(system: System) -> int:
+    return system.store.recorder.max_notification_id() or 0
+
+
+def _ping(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    return True
+
+
+@dataclass
+class Probes:
+    """The questions ``/health`` and ``/audit/verify`` ask, one set per running app."""
+
+    store_head: SingleFlight[int]
+    read_models: SingleFlight[bool]
+    verify: SingleFlight[Any]
+
+    @classmethod
+    def of(cls, system: System) -> Probes:
+        return cls(
+            SingleFlight("store", lambda: _head(system), abandon_after_s=60.0),
+            SingleFlight("read-models", lambda: _ping(system.read_models), abandon_after_s=60.0),
+            # A full verification of a long log legitimately takes a while.
+            SingleFlight("verify", system.store.verify, abandon_after_s=600.0),
+        )
+
+
+def outcome(flight: SingleFlight[Any], future: Future[Any], deadline: float,
+            deadline_s: float = DEADLINE_S) -> tuple[bool, Any, str | None]:
+    """(ok, value, error) of ``future`` by ``deadline`` (a ``time.monotonic()`` instant)."""
+    try:
+        return True, future.result(timeout=max(0.0, deadline - time.monotonic())), None
+    except TimeoutError:
+        return False, None, _silent(flight, deadline_s)
+    except Exception as exc:
+        return False, None, _reason(exc)
+
+
+def verified(probes: Probes, deadline_s: float = DEADLINE_S) -> Any:
+    """The store's chain check; Unavailable as soon as the store stops answering.
+
+    The verification may rightly take longer than the deadline on a long log, so while it
+    runs the store is asked for its head every ``deadline_s``: as long as that answers, the
+    wait goes on; the first time it does not, the caller gets a 503.
+    """
+    checking = probes.verify.future()
+    while True:
+        alive = probes.store_head.future()
+        done, _ = wait([checking, alive], timeout=deadline_s, return_when=FIRST_COMPLETED)
+        if checking.done():
+            return checking.result()
+        if not done:
+            raise Unavailable("the event store", _silent(probes.store_head, deadline_s))
+        if (exc := alive.exception()) is not None:
+            raise Unavailable("the event store", _reason(exc))
+        if wait([checking], timeout=deadline_s).done:
+            return checking.result()
+
+
+def _silent(flight: SingleFlight[Any], deadline_s: float) -> str:
+    return f"no answer within {deadline_s} s (asked {flight.pending_for():.1f} s ago)"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__

@@ -55,7 +55,7 @@ _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o
                      "unable to open database file", "interrupted")
 
 
-def _transient(exc: BaseException) -> bool:
+def transient(exc: BaseException) -> bool:
     cause = getattr(exc, "orig", None) or exc.__cause__ or exc
     if isinstance(cause, sqlite3.Error):
         return any(text in str(cause).lower() for text in _SQLITE_TRANSIENT)
@@ -63,7 +63,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
-    if not _transient(exc):
+    if not transient(exc):
         return await on_unexpected(request, exc)
     # The driver's text names hosts and ports: it goes to the log, not to the client.
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from api.deps import AccountQuery, ActorDep, SymbolQuery, SystemDep
+from api.deps import AccountQuery, ActorDep, ProbesDep, SymbolQuery, SystemDep
 from api.errors import responses
-from api.read_your_writes import caught_up
+from api.probes import read_models
 from api.schemas import ConflictOut, ErrorOut, OrderOut
 from api.strict_json import StrictJSONRoute
 from commands.engine import NotRecorded
@@ -110,9 +110,8 @@ def _changed(outcome: Outcome) -> Any:
 @router.get("/orders/{order_id}", response_model=OrderOut,
             responses={404: {"model": ErrorOut, "description": "Unknown order"},
                        **responses(422, 503)})
-def get_order(order_id: UUID, system: SystemDep, response: Response) -> Any:
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
+def get_order(order_id: UUID, system: SystemDep, probes: ProbesDep, response: Response) -> Any:
+    with read_models(system, probes, response) as conn:
         body = queries.get_order(conn, str(order_id))
     if body is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown order_id")
@@ -122,6 +121,7 @@ def get_order(order_id: UUID, system: SystemDep, response: Response) -> Any:
 @router.get("/orders", response_model=list[OrderOut], responses=responses(422, 503))
 def list_orders(
     system: SystemDep,
+    probes: ProbesDep,
     response: Response,
     account_id: AccountQuery = None,
     symbol: SymbolQuery = None,
@@ -129,8 +129,7 @@ def list_orders(
     limit: Annotated[int, Query(gt=0, le=5000)] = 500,
     after: Annotated[UUID | None, Query(description="order_id to continue after")] = None,
 ) -> Any:
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
+    with read_models(system, probes, response) as conn:
         return queries.list_orders(conn, account_id=account_id, symbol=symbol,
                                    status=status_, limit=limit,
                                    after=None if after is None else str(after))

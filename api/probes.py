@@ -12,16 +12,20 @@ one per request, and repeated ``/audit/verify`` calls do not re-hash the log in 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from fastapi import Response
 
-from api.errors import Unavailable
+from api.errors import Unavailable, transient
+from api.read_your_writes import caught_up
 from infrastructure.bootstrap import System
 
 T = TypeVar("T")
@@ -44,6 +48,7 @@ class SingleFlight(Generic[T]):
         self._lock = threading.Lock()
         self._current: Future[T] | None = None
         self._started = 0.0
+        self._last_ok_started = -1.0
 
     def future(self) -> Future[T]:
         with self._lock:
@@ -54,9 +59,14 @@ class SingleFlight(Generic[T]):
                 return current
             future: Future[T] = Future()
             self._current, self._started = future, now
-        threading.Thread(target=self._run, args=(future,), name=f"probe-{self.name}",
+        threading.Thread(target=self._run, args=(future, now), name=f"probe-{self.name}",
                          daemon=True).start()
         return future
+
+    def succeeded_since(self, moment: float) -> bool:
+        """Whether a call started at or after ``moment`` (``time.monotonic()``) succeeded."""
+        with self._lock:
+            return self._last_ok_started >= moment
 
     def pending_for(self) -> float:
         """Seconds the current call has been running (0 when none is)."""
@@ -65,13 +75,94 @@ class SingleFlight(Generic[T]):
                 return 0.0
             return time.monotonic() - self._started
 
-    def _run(self, future: Future[T]) -> None:
+    def _run(self, future: Future[T], started: float) -> None:
         if not future.set_running_or_notify_cancel():
             return
         try:
-            future.set_result(self._call())
+            result = self._call()
         except BaseException as exc:  # handed to the caller, who decides what it means
             future.set_exception(exc)
+            return
+        with self._lock:
+            self._last_ok_started = max(self._last_ok_started, started)
+        future.set_result(result)
+
+
+async def settled(futures: list[Future[Any]], timeout: float) -> None:
+    """Wait, without holding a thread, until one of ``futures`` is done or ``timeout`` passes.
+
+    The routes that wait on probes are ``async`` for this: a thread pool filled by reads
+    stuck on a database must not keep ``/health`` from answering.
+    """
+    if any(f.done() for f in futures):
+        return
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake(_future: Future[Any]) -> None:
+        # Runs in the probe's thread, possibly after this request (or the loop) is gone.
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(woken.set)
+
+    for f in futures:
+        f.add_done_callback(wake)
+    with suppress(TimeoutError):
+        await asyncio.wait_for(woken.wait(), timeout)
+
+
+class Breaker:
+    """Reads fail fast (503) while the read models are known to be down.
+
+    Without it every read during an outage waits out the connect timeout on a pool thread;
+    a burst of them fills the pool. Once a read fails to reach the database, reads answer
+    503 at once until a probe started after that failure (single-flight, in the background,
+    or the one ``/health`` asks) reaches it again.
+    """
+
+    def __init__(self, probe: SingleFlight[bool]) -> None:
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._tripped: float | None = None
+
+    def trip(self) -> None:
+        with self._lock:
+            self._tripped = time.monotonic()
+        self._probe.future()
+
+    def check(self) -> None:
+        with self._lock:
+            tripped = self._tripped
+        if tripped is None:
+            return
+        if self._probe.succeeded_since(tripped):
+            with self._lock:
+                if self._tripped == tripped:
+                    self._tripped = None
+            return
+        self._probe.future()  # someone keeps asking, one at a time
+        raise Unavailable("the read models", "their database did not answer the last attempt")
+
+
+@dataclass
+class Probes:
+    """The questions ``/health`` and ``/audit/verify`` ask, one set per running app."""
+
+    store_head: SingleFlight[int]
+    read_models: SingleFlight[bool]
+    verify: SingleFlight[Any]
+    reads: Breaker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = Breaker(self.read_models)
+
+    @classmethod
+    def of(cls, system: System) -> Probes:
+        return cls(
+            SingleFlight("store", lambda: _head(system), abandon_after_s=60.0),
+            SingleFlight("read-models", lambda: _ping(system.read_models), abandon_after_s=60.0),
+            # A full verification of a long log legitimately takes a while.
+            SingleFlight("verify", system.store.verify, abandon_after_s=600.0),
+        )
 
 
 def _head(system: System) -> int:
@@ -84,36 +175,45 @@ def _ping(engine: sa.Engine) -> bool:
     return True
 
 
-@dataclass
-class Probes:
-    """The questions ``/health`` and ``/audit/verify`` ask, one set per running app."""
-
-    store_head: SingleFlight[int]
-    read_models: SingleFlight[bool]
-    verify: SingleFlight[Any]
-
-    @classmethod
-    def of(cls, system: System) -> Probes:
-        return cls(
-            SingleFlight("store", lambda: _head(system), abandon_after_s=60.0),
-            SingleFlight("read-models", lambda: _ping(system.read_models), abandon_after_s=60.0),
-            # A full verification of a long log legitimately takes a while.
-            SingleFlight("verify", system.store.verify, abandon_after_s=600.0),
-        )
+_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
-def outcome(flight: SingleFlight[Any], future: Future[Any], deadline: float,
-            deadline_s: float = DEADLINE_S) -> tuple[bool, Any, str | None]:
-    """(ok, value, error) of ``future`` by ``deadline`` (a ``time.monotonic()`` instant)."""
+@contextmanager
+def read_models(system: System, probes: Probes, response: Response) -> Iterator[sa.Connection]:
+    """A read-model connection for a query, once the views include every acknowledged event.
+
+    503 at once while the read models are known down (``Breaker``); a read that finds them
+    down trips the breaker for the reads after it.
+    """
+    probes.reads.check()
+    caught_up(system, response)
     try:
-        return True, future.result(timeout=max(0.0, deadline - time.monotonic())), None
-    except TimeoutError:
+        conn = system.read_models.connect()
+    except _DOWN as exc:
+        if transient(exc):
+            probes.reads.trip()
+        raise
+    with conn:
+        try:
+            yield conn
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                probes.reads.trip()
+            raise
+
+
+async def outcome(flight: SingleFlight[Any], future: Future[Any], deadline: float,
+                  deadline_s: float = DEADLINE_S) -> tuple[bool, Any, str | None]:
+    """(ok, value, error) of ``future`` by ``deadline`` (a ``time.monotonic()`` instant)."""
+    await settled([future], deadline - time.monotonic())
+    if not future.done():
         return False, None, _silent(flight, deadline_s)
-    except Exception as exc:
+    if (exc := future.exception()) is not None:
         return False, None, _reason(exc)
+    return True, future.result(), None
 
 
-def verified(probes: Probes, deadline_s: float = DEADLINE_S) -> Any:
+async def verified(probes: Probes, deadline_s: float = DEADLINE_S) -> Any:
     """The store's chain check; Unavailable as soon as the store stops answering.
 
     The verification may rightly take longer than the deadline on a long log, so while it
@@ -123,14 +223,15 @@ def verified(probes: Probes, deadline_s: float = DEADLINE_S) -> Any:
     checking = probes.verify.future()
     while True:
         alive = probes.store_head.future()
-        done, _ = wait([checking, alive], timeout=deadline_s, return_when=FIRST_COMPLETED)
+        await settled([checking, alive], deadline_s)
         if checking.done():
             return checking.result()
-        if not done:
+        if not alive.done():
             raise Unavailable("the event store", _silent(probes.store_head, deadline_s))
         if (exc := alive.exception()) is not None:
             raise Unavailable("the event store", _reason(exc))
-        if wait([checking], timeout=deadline_s).done:
+        await settled([checking], deadline_s)
+        if checking.done():
             return checking.result()
 
 

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import AccountQuery, ProbesDep, SystemDep
 from api.errors import responses
-from api.probes import DEADLINE_S, outcome, verified
-from api.read_your_writes import caught_up
+from api.probes import DEADLINE_S, outcome, read_models, verified
 from api.schemas import (
     AccountOut,
     AuditEventOut,
@@ -44,9 +43,9 @@ def _ns(moment: datetime) -> int:
 
 @router.get("/positions", response_model=list[PositionOut], tags=["positions"],
             responses=responses(422, 503))
-def positions(system: SystemDep, response: Response, account_id: AccountQuery = None) -> Any:
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
+def positions(system: SystemDep, probes: ProbesDep, response: Response,
+              account_id: AccountQuery = None) -> Any:
+    with read_models(system, probes, response) as conn:
         return queries.list_positions(conn, account_id=account_id)
 
 
@@ -54,6 +53,7 @@ def positions(system: SystemDep, response: Response, account_id: AccountQuery = 
             responses=responses(422, 503))
 def audit(
     system: SystemDep,
+    probes: ProbesDep,
     response: Response,
     account_id: AccountQuery = None,
     order_id: Annotated[UUID | None, Query(description="Only this order's events.")] = None,
@@ -77,8 +77,7 @@ def audit(
         since_ns = None
     if until_ns is not None and until_ns > INT64_MAX:
         until_ns = None
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
+    with read_models(system, probes, response) as conn:
         return queries.audit_events(conn, account_id=account_id,
                                     order_id=None if order_id is None else str(order_id),
                                     since_ns=since_ns, until_ns=until_ns,
@@ -87,13 +86,13 @@ def audit(
 
 @router.get("/audit/verify", response_model=ChainOut, tags=["audit"],
             responses=responses(503))
-def verify_chain(probes: ProbesDep) -> Any:
+async def verify_chain(probes: ProbesDep) -> Any:
     """Recompute the event store's hash chain (SEC 17a-4: verify completeness and accuracy).
 
     Answers 503 within a second when the store does not answer; one verification runs at a
     time, and concurrent callers share its result.
     """
-    return vars(verified(probes))
+    return vars(await verified(probes))
 
 
 @router.get("/instruments", response_model=list[InstrumentOut], tags=["reference data"])
@@ -123,15 +122,18 @@ def accounts(system: SystemDep) -> Any:
 @router.get("/health", response_model=HealthOut, tags=["operations"],
             responses={503: {"model": HealthOut,
                              "description": "Something is down; the body says what."}})
-def health(system: SystemDep, probes: ProbesDep, response: Response) -> Any:
-    """Within a second, always: a database that does not answer by then is reported down."""
+async def health(system: SystemDep, probes: ProbesDep, response: Response) -> Any:
+    """Within a second, always: a database that does not answer by then is reported down.
+
+    ``async`` so that it needs no thread: it answers even when reads fill the thread pool.
+    """
     deadline = time.monotonic() + DEADLINE_S
     # Both questions are asked at once, so the slower bounds the answer, not their sum.
     head, ping = probes.store_head.future(), probes.read_models.future()
-    ok, head_position, error = outcome(probes.store_head, head, deadline)
+    ok, head_position, error = await outcome(probes.store_head, head, deadline)
     store = {"dialect": system.store.dialect, "ok": ok, "head_position": head_position,
              "error": error}
-    ok, _, error = outcome(probes.read_models, ping, deadline)
+    ok, _, error = await outcome(probes.read_models, ping, deadline)
     read_models = {"dialect": system.read_models.dialect.name, "ok": ok, "error": error}
     runner = system.projections
     committed = system.engine.committed_position

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from infrastructure.bootstrap import System, bootstrap
 from infrastructure.settings import Settings
+from tests.faults import FaultProxy
 
 LIMIT = 64 * 1024  # the documented default of MARKETLOG_MAX_BODY_BYTES
 _ids = itertools.count(1)
@@ -372,3 +374,128 @@ def test_an_unexpected_error_is_a_json_500_without_a_trace(tmp_path: Path) -> No
         assert "incident" in r.json()["detail"]
         assert "Traceback" not in r.text and "positions_view" not in r.text
 
+
+# ----------------------------------------------------------------- database outages
+
+READS = ["/orders", "/orders/{order_id}", "/positions", "/audit"]
+
+
+@pytest.fixture
+def proxy(pg_url: str) -> Iterator[tuple[FaultProxy, str]]:
+    """A fault proxy in front of this test's PostgreSQL database, and the URL through it."""
+    parts = urlsplit(pg_url)
+    with FaultProxy((parts.hostname or "127.0.0.1", parts.port or 5432)) as p:
+        yield p, p.url(pg_url)
+
+
+def timed(client: TestClient, path: str) -> tuple[Any, float]:
+    start = time.monotonic()
+    response = client.get(path)
+    return response, time.monotonic() - start
+
+
+def wait_until_healthy(client: TestClient, within_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within_s
+    while True:
+        health = client.get("/health").json()
+        if health["store"]["ok"] and health["read_models"]["ok"]:
+            return health  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, health
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("outage", ["refuse", "blackhole"])
+def test_during_a_database_outage_reads_are_503_and_health_answers_at_once(
+        proxy: tuple[FaultProxy, str], tmp_path: Path, outage: str) -> None:
+    faults, url = proxy
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, read_database_url=None)
+    with TestClient(create_app(settings)) as client:
+        placed = client.post("/orders", json=order())
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["order_id"]
+        assert client.get("/health").status_code == 200
+        assert client.get("/audit/verify").json()["ok"] is True
+
+        # PostgreSQL goes away: down (new connections refused) or hung (never answer), and
+        # every open connection is gone, as after a crash.
+        getattr(faults, outage)()
+        assert faults.cut() > 0
+
+        for _ in range(2):  # and again while the first probes are still pending
+            r, elapsed = timed(client, "/health")
+            assert r.status_code == 503, r.text
+            assert elapsed < 1.5, elapsed
+            health = r.json()
+            assert health["status"] == "degraded"
+            assert health["store"]["ok"] is False and health["store"]["error"]
+            assert health["read_models"]["ok"] is False and health["read_models"]["error"]
+            assert health["store"]["head_position"] is None
+
+            r, elapsed = timed(client, "/audit/verify")
+            assert r.status_code == 503, r.text
+            assert elapsed < 1.5, elapsed
+            assert "event store unavailable" in r.json()["detail"]
+            assert int(r.headers["Retry-After"]) > 0
+
+        for path in READS:
+            r, elapsed = timed(client, path.format(order_id=order_id))
+            assert r.status_code == 503, (path, r.text)
+            assert int(r.headers["Retry-After"]) > 0
+            assert "unavailable" in r.json()["detail"]
+            assert "127.0.0.1" not in r.text  # the driver's message stays in the log
+            assert elapsed < 5, (path, elapsed)  # the connect timeout, not the outage
+
+        # PostgreSQL is back: everything answers again without a restart.
+        faults.forward()
+        health = wait_until_healthy(client, within_s=30)
+        assert health["store"]["head_position"] == 1
+        assert client.get(f"/orders/{order_id}").json() == placed.json()
+        for path in READS:
+            assert client.get(path.format(order_id=order_id)).status_code == 200, path
+        check = client.get("/audit/verify")
+        assert check.status_code == 200, check.text
+        assert check.json()["ok"] is True
+
+
+def test_health_answers_within_a_second_while_the_database_hangs_mid_run(
+        proxy: tuple[FaultProxy, str], tmp_path: Path) -> None:
+    """Open connections stay up while new ones hang: health still answers in time."""
+    faults, url = proxy
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, read_database_url=None)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+        faults.blackhole()
+        r, elapsed = timed(client, "/health")
+        # The pooled connections still work, so this may still be healthy; what matters is
+        # that it answers in time either way.
+        assert r.status_code in (200, 503) and elapsed < 1.5, (r.text, elapsed)
+        faults.cut()
+        r, elapsed = timed(client, "/health")
+        assert r.status_code == 503 and elapsed < 1.5, (r.text, elapsed)
+        faults.forward()
+        wait_until_healthy(client, within_s=30)
+
+
+def test_health_answers_while_reads_fill_the_thread_pool(
+        proxy: tuple[FaultProxy, str], tmp_path: Path) -> None:
+    """Health needs no pool thread: 60 reads stuck on a hung database do not delay it."""
+    faults, url = proxy
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, read_database_url=None)
+    with TestClient(create_app(settings)) as client:
+        faults.blackhole()
+        faults.cut()
+        readers = [threading.Thread(target=client.get, args=("/positions",)) for _ in range(60)]
+        for reader in readers:
+            reader.start()
+        time.sleep(0.2)
+        r, elapsed = timed(client, "/health")
+        assert r.status_code == 503 and elapsed < 1.5, (r.text, elapsed)
+        for reader in readers:
+            reader.join(30)
+        # The first read found the database down; the rest were answered without waiting.
+        r, elapsed = timed(client, "/positions")
+        assert r.status_code == 503 and elapsed < 0.5, (r.text, elapsed)
+        faults.forward()
+        wait_until_healthy(client, within_s=30)
+        r = client.get("/positions")
+        assert r.status_code == 200, r.text

@@ -31,43 +31,66 @@ class _NotFinite:
         self.text, self.why = text, why
 
 
-def loads(body: bytes | str) -> Any:
-    """``json.loads`` that refuses non-finite numbers with a RequestValidationError."""
-    found = 0
+class _Found(Exception):
+    pass
 
-    def constant(name: str) -> _NotFinite:  # NaN, Infinity, -Infinity
-        nonlocal found
-        found += 1
-        return _NotFinite(name, f"{name} is not a JSON number")
 
-    def floating(text: str) -> Any:
-        nonlocal found
-        value = float(text)
-        if math.isinf(value):
-            found += 1
-            return _NotFinite(_short(text), "out of range (beyond ±1.8e308)")
+_DIGITS_CAP = sys.get_int_max_str_digits() or sys.maxsize
+
+
+def _constant(name: str) -> _NotFinite:  # NaN, Infinity, -Infinity
+    return _NotFinite(name, f"{name} is not a JSON number")
+
+
+def _floating(text: str) -> Any:
+    value = float(text)
+    if math.isinf(value):
+        return _NotFinite(_short(text), "out of range (beyond ±1.8e308)")
+    return value
+
+
+def _integer(text: str) -> Any:
+    # int() refuses more digits than this with a ValueError, which would surface as a
+    # generic 400 "error parsing the body" instead of naming the field.
+    if len(text) - text.startswith("-") > _DIGITS_CAP:
+        return _NotFinite(_short(text), f"more than {_DIGITS_CAP} digits")
+    return int(text)
+
+
+def _raising(hook: Any) -> Any:
+    def check(text: str) -> Any:
+        value = hook(text)
+        if isinstance(value, _NotFinite):
+            raise _Found
         return value
 
-    digits_cap = sys.get_int_max_str_digits() or sys.maxsize
+    return check
 
-    def integer(text: str) -> Any:
-        nonlocal found
-        # int() refuses more digits than this with a ValueError, which would surface as a
-        # generic 400 "error parsing the body" instead of naming the field.
-        if len(text) - text.startswith("-") > digits_cap:
-            found += 1
-            return _NotFinite(_short(text), f"more than {digits_cap} digits")
-        return int(text)
 
-    value = json.loads(body, parse_constant=constant, parse_float=floating, parse_int=integer)
-    if found:
-        errors = []
-        for error in _not_finite(value, ("body",)):
-            errors.append(error)
-            if len(errors) == MAX_REPORTED:
-                break
-        raise RequestValidationError(errors)
-    return value
+# Built once: json.loads with hooks would build a decoder (and its scanner) on every call.
+# The first stops at the first non-finite number (the common case has none); only then
+# does the second parse again to name every place.
+_FAST = json.JSONDecoder(parse_constant=_raising(_constant), parse_float=_raising(_floating),
+                         parse_int=_raising(_integer))
+_MARKING = json.JSONDecoder(parse_constant=_constant, parse_float=_floating,
+                            parse_int=_integer)
+
+
+def loads(body: bytes | str) -> Any:
+    """``json.loads`` that refuses non-finite numbers with a RequestValidationError."""
+    # As json.loads reads bytes (UTF-8, -16 or -32, told apart by the first bytes).
+    text = (body.decode(json.detect_encoding(body), "surrogatepass")
+            if isinstance(body, bytes) else body)
+    try:
+        return _FAST.decode(text)
+    except _Found:
+        pass
+    errors = []
+    for error in _not_finite(_MARKING.decode(text), ("body",)):
+        errors.append(error)
+        if len(errors) == MAX_REPORTED:
+            break
+    raise RequestValidationError(errors)
 
 
 def _short(text: str) -> str:

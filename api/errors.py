@@ -34,7 +34,7 @@ class Unavailable(Exception):
     """A dependency (the event store, the read models) did not answer in time: 503."""
 
     def __init__(self, what: str, reason: str) -> None:
-        super().__init__(f"{what} unavailable: {reason}")
+        super().__init__(f"{what} is unavailable: {reason}")
         self.what, self.reason = what, reason
 
 

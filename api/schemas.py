@@ -142,7 +142,7 @@ class EngineHealth(_Open):
     batches: int
 
 
-class HealthOut(BaseModel):
+class HealthOut(_Open):
     status: Literal["ok", "degraded"]
     store: StoreHealth
     read_models: ReadModelsHealth

@@ -434,7 +434,7 @@ def test_during_a_database_outage_reads_are_503_and_health_answers_at_once(
             r, elapsed = timed(client, "/audit/verify")
             assert r.status_code == 503, r.text
             assert elapsed < 1.5, elapsed
-            assert "event store unavailable" in r.json()["detail"]
+            assert "the event store is unavailable" in r.json()["detail"]
             assert int(r.headers["Retry-After"]) > 0
 
         for path in READS:

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api import orders, trading_day, views
+from api import errors, orders, trading_day, views
+from api.limits import BodyLimit
+from api.probes import Probes
 from infrastructure.bootstrap import System, bootstrap
 from infrastructure.settings import Settings
 
@@ -16,16 +18,23 @@ DESCRIPTION = """
 Every order, fill and risk decision is an immutable event. Orders pass the SEC Rule 15c3-5
 pre-trade controls in a single-writer in-memory engine; a response means its events are
 durable in the event store. Queries read projections that follow the store's log.
+
+Errors: 4xx name the reason (422: each bad field, 413: body over the size limit), 503 means
+a database or the engine is unavailable right now (retry after `Retry-After` seconds);
+nothing is recorded for any of them.
 """
 
 
 def create_app(settings: Settings | None = None, system: System | None = None) -> FastAPI:
     """Build the app. With ``system`` given, the caller owns its lifecycle (tests)."""
+    if settings is None:
+        settings = system.settings if system is not None else Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = system is None
-        app.state.system = system or await run_in_threadpool(bootstrap, settings or Settings())
+        if owned:
+            _attach(app, await run_in_threadpool(bootstrap, settings))
         try:
             yield
         finally:
@@ -34,7 +43,16 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
 
     app = FastAPI(title="marketlog", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
+    if system is not None:
+        _attach(app, system)  # usable at once, also by clients that skip the lifespan
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(orders.router)
     app.include_router(views.router)
     app.include_router(trading_day.router)
     return app
+
+
+def _attach(app: FastAPI, system: System) -> None:
+    app.state.system = system
+    app.state.probes = Probes.of(system)

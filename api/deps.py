@@ -1,12 +1,13 @@
-"""FastAPI dependencies as Annotated aliases."""
+"""FastAPI dependencies and shared parameter types as Annotated aliases."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
-from commands.models import Identifier
+from api.probes import Probes
+from commands.models import Identifier, Symbol
 from infrastructure.bootstrap import System
 
 
@@ -15,6 +16,11 @@ from infrastructure.bootstrap import System
 async def get_system(request: Request) -> System:
     system: System = request.app.state.system
     return system
+
+
+async def get_probes(request: Request) -> Probes:
+    probes: Probes = request.app.state.probes
+    return probes
 
 
 async def get_actor(
@@ -28,4 +34,10 @@ async def get_actor(
 
 
 SystemDep = Annotated[System, Depends(get_system)]
+ProbesDep = Annotated[Probes, Depends(get_probes)]
 ActorDep = Annotated[str, Depends(get_actor)]
+
+# Query filters take the same shapes as the fields they filter: a value no order could have
+# (a NUL byte, which PostgreSQL refuses in text, 10 kB of text) is a 422, not a query.
+AccountQuery = Annotated[Identifier | None, Query(description="Only this account.")]
+SymbolQuery = Annotated[Symbol | None, Query(description="Only this symbol.")]

@@ -8,9 +8,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from api.deps import ActorDep, SystemDep
-from api.read_your_writes import caught_up
-from api.schemas import OrderOut
+from api.deps import AccountQuery, ActorDep, ProbesDep, SymbolQuery, SystemDep
+from api.errors import responses
+from api.probes import read_models
+from api.schemas import ConflictOut, ErrorOut, OrderOut
+from api.strict_json import StrictJSONRoute
 from commands.engine import EngineBusy, EngineHalted, NotRecorded
 from commands.models import (
     CancelOrder,
@@ -25,7 +27,7 @@ from domain.values import OrderStatus, Source
 from infrastructure.bootstrap import System
 from projections import queries
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], route_class=StrictJSONRoute)
 
 
 ANSWER_TIMEOUT_S = 30.0
@@ -66,8 +68,9 @@ async def run_command(system: System, command: Command) -> Outcome:
     response_model=OrderOut,
     responses={
         200: {"model": OrderOut, "description": "Re-sent client_order_id: the original order."},
-        409: {"description": "client_order_id already used for a different order."},
-        422: {"description": "Invalid input; each bad field is named. Nothing is journaled."},
+        409: {"model": ConflictOut,
+              "description": "client_order_id already used for a different order."},
+        **responses(400, 413, 422, 503),
     },
 )
 async def submit_order(body: OrderFields, system: SystemDep, actor: ActorDep,
@@ -88,8 +91,10 @@ async def submit_order(body: OrderFields, system: SystemDep, actor: ActorDep,
 
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut,
-             responses={404: {"description": "Unknown order"},
-                        409: {"description": "The order is no longer live (recorded)."}})
+             responses={404: {"model": ErrorOut, "description": "Unknown order"},
+                        409: {"model": ConflictOut,
+                              "description": "The order is no longer live (recorded)."},
+                        **responses(422, 503)})
 async def cancel_order(order_id: UUID, system: SystemDep, actor: ActorDep) -> Any:
     outcome = await run_command(system, CancelOrder(order_id=order_id, actor=actor,
                                                     source=Source.API))
@@ -97,8 +102,10 @@ async def cancel_order(order_id: UUID, system: SystemDep, actor: ActorDep) -> An
 
 
 @router.post("/orders/{order_id}/replace", response_model=OrderOut,
-             responses={404: {"description": "Unknown order"},
-                        409: {"description": "A control refused the replace (recorded)."}})
+             responses={404: {"model": ErrorOut, "description": "Unknown order"},
+                        409: {"model": ConflictOut,
+                              "description": "A control refused the replace (recorded)."},
+                        **responses(400, 413, 422, 503)})
 async def replace_order(order_id: UUID, body: ReplaceFields, system: SystemDep,
                         actor: ActorDep) -> Any:
     command = ReplaceOrder(order_id=order_id, quantity=body.quantity,
@@ -116,29 +123,30 @@ def _changed(outcome: Outcome) -> Any:
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut,
-            responses={404: {"description": "Unknown order"}})
-def get_order(order_id: UUID, system: SystemDep, response: Response) -> Any:
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
+            responses={404: {"model": ErrorOut, "description": "Unknown order"},
+                       **responses(422, 503)})
+def get_order(order_id: UUID, system: SystemDep, probes: ProbesDep, response: Response) -> Any:
+    with read_models(system, probes, response) as conn:
         body = queries.get_order(conn, str(order_id))
     if body is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown order_id")
     return body
 
 
-@router.get("/orders", response_model=list[OrderOut])
+@router.get("/orders", response_model=list[OrderOut], responses=responses(422, 503))
 def list_orders(
     system: SystemDep,
+    probes: ProbesDep,
     response: Response,
-    account_id: str | None = None,
-    symbol: str | None = None,
+    account_id: AccountQuery = None,
+    symbol: SymbolQuery = None,
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(gt=0, le=5000)] = 500,
-    after: Annotated[str | None, Query(description="order_id to continue after")] = None,
+    after: Annotated[UUID | None, Query(description="order_id to continue after")] = None,
 ) -> Any:
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
+    with read_models(system, probes, response) as conn:
         return queries.list_orders(conn, account_id=account_id, symbol=symbol,
-                                   status=status_, limit=limit, after=after)
+                                   status=status_, limit=limit,
+                                   after=None if after is None else str(after))
 
 

@@ -16,6 +16,8 @@ def caught_up(system: System, response: Response) -> None:
     projections lag by more than WAIT_S, answer anyway and say how far behind they are.
     """
     target = system.engine.committed_position
+    if system.projections.position < target:
+        system.projections.notify()  # a runner backing off after an outage tries again now
     if not system.projections.wait_for(target, WAIT_S):
         lag = target - system.projections.position
         response.headers["X-Marketlog-Projection-Lag"] = str(lag)

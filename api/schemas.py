@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Reject(BaseModel):
@@ -77,3 +77,99 @@ class ChainOut(BaseModel):
     head_hash: str
     first_broken_position: int | None
     problem: str | None
+
+
+# ------------------------------------------------------------------------ errors
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class ConflictOut(BaseModel):
+    """409: the reason (control, threshold, observed, or the conflicting fields) and the order
+    as it stands."""
+
+    detail: dict[str, Any]
+
+
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: str | int | float | bool | None = Field(
+        None, description="The offending value, only when it is a short scalar.")
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorOut(BaseModel):
+    detail: list[ValidationIssue]
+    errors_omitted: int | None = Field(
+        None, description="How many further problems were found but not listed.")
+
+
+# ------------------------------------------------------------------------ health
+
+
+class _Open(BaseModel):
+    # Further keys pass through: the engine and the store report more as they learn more.
+    model_config = ConfigDict(extra="allow")
+
+
+class ChainHealth(_Open):
+    ok: bool
+    verified_position: int
+    problem: str | None = None
+
+
+class StoreHealth(_Open):
+    dialect: str
+    ok: bool
+    head_position: int | None = None
+    error: str | None = None
+    chain: ChainHealth | None = Field(
+        None, description="The hash chain as the store last verified it (a break halts it).")
+
+
+class ReadModelsHealth(_Open):
+    dialect: str
+    ok: bool
+    error: str | None = None
+
+
+class ProjectionsHealth(_Open):
+    position: int
+    lag: int
+    ok: bool
+    last_error: str | None
+
+
+class TradingDayOut(BaseModel):
+    date: str | None
+    open: bool
+    exposure_mode: str
+    scheduled_close_ns: int | None
+
+
+class EngineHealth(_Open):
+    running: bool
+    committed_position: int
+    batches: int
+    halted: str | None = Field(None, description="Why the engine stopped writing for good "
+                               "(fenced by another writer, broken chain), if it did.")
+    failures: int = Field(0, description="Failures of the engine loop, each recovered.")
+    last_failure: str | None = None
+    queue_depth: int = 0
+    queue_max: int = 0
+    trading_day: TradingDayOut | None = None
+    writer_lock: str | None = Field(None, description="held, reacquiring or lost")
+    recovered_from_snapshot: int | None = Field(
+        None, description="The snapshot's log position the last recovery started from.")
+
+
+class HealthOut(_Open):
+    status: Literal["ok", "degraded"]
+    store: StoreHealth
+    read_models: ReadModelsHealth
+    engine: EngineHealth
+    projections: ProjectionsHealth

@@ -13,11 +13,14 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import ActorDep, SystemDep
+from api.errors import responses
 from api.orders import run_command
+from api.schemas import ErrorOut, TradingDayOut
+from api.strict_json import StrictJSONRoute
 from commands.models import CloseTradingDay, OpenTradingDay, Reason, TradingDate
 from domain.values import Source
 
-router = APIRouter(prefix="/trading-day", tags=["trading day"])
+router = APIRouter(prefix="/trading-day", tags=["trading day"], route_class=StrictJSONRoute)
 
 
 class OpenDay(BaseModel):
@@ -33,13 +36,6 @@ class CloseDay(BaseModel):
     reason: Reason
 
 
-class TradingDayOut(BaseModel):
-    date: str | None
-    open: bool
-    exposure_mode: str
-    scheduled_close_ns: int | None
-
-
 @router.get("", response_model=TradingDayOut)
 async def trading_day(system: SystemDep) -> Any:
     """The engine's trading day: date, open or closed, exposure mode, scheduled close."""
@@ -47,24 +43,28 @@ async def trading_day(system: SystemDep) -> Any:
 
 
 @router.post("/open", response_model=TradingDayOut,
-             responses={409: {"description": "A day is open, or the date is not after the "
-                                             "last closed day (nothing recorded)."}})
+             responses={409: {"model": ErrorOut,
+                              "description": "A day is open, or the date is not after the "
+                                             "last closed day (nothing recorded)."},
+                        **responses(400, 413, 422, 503)})
 async def open_day(body: OpenDay, system: SystemDep, actor: ActorDep) -> Any:
     """Open a trading day (default: the calendar's date now); exposure restarts from the
     orders carried over."""
     outcome = await run_command(system, OpenTradingDay(
         trading_date=body.trading_date, reason=body.reason, actor=actor, source=Source.API))
     if outcome.kind != "done":
-        raise HTTPException(status.HTTP_409_CONFLICT, outcome.detail)
+        raise HTTPException(status.HTTP_409_CONFLICT, (outcome.detail or {}).get("reason"))
     return system.engine.health()["trading_day"]
 
 
 @router.post("/close", response_model=TradingDayOut,
-             responses={409: {"description": "No trading day is open (nothing recorded)."}})
+             responses={409: {"model": ErrorOut,
+                              "description": "No trading day is open (nothing recorded)."},
+                        **responses(400, 413, 422, 503)})
 async def close_day(body: CloseDay, system: SystemDep, actor: ActorDep) -> Any:
     """Close the trading day now: DAY orders expire; later orders are refused (session)."""
     outcome = await run_command(system, CloseTradingDay(reason=body.reason, actor=actor,
                                                         source=Source.API))
     if outcome.kind != "done":
-        raise HTTPException(status.HTTP_409_CONFLICT, outcome.detail)
+        raise HTTPException(status.HTTP_409_CONFLICT, (outcome.detail or {}).get("reason"))
     return system.engine.health()["trading_day"]

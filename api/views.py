@@ -2,60 +2,97 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
-from fastapi.concurrency import run_in_threadpool
 
-from api.deps import SystemDep
-from api.read_your_writes import caught_up
-from api.schemas import AccountOut, AuditEventOut, ChainOut, InstrumentOut, PositionOut
+from api.deps import AccountQuery, ProbesDep, SystemDep
+from api.errors import responses
+from api.probes import DEADLINE_S, outcome, read_models, verified
+from api.schemas import (
+    AccountOut,
+    AuditEventOut,
+    ChainOut,
+    HealthOut,
+    InstrumentOut,
+    PositionOut,
+)
+from api.strict_json import StrictJSONRoute
 from domain.values import price_text
 from projections import queries
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
+
+INT64_MAX = 2**63 - 1  # log positions and ts_ns are BIGINT: larger values cannot be asked for
+INT64_MIN = -(2**63)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NS = timedelta(microseconds=1)
 
 
-def _ns(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
+def _ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch, exactly (float timestamps lose microseconds far out)."""
     if moment.tzinfo is None:  # the audit trail is in UTC; a bare time is read as UTC
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+    # Aware subtraction never leaves datetime's range, even for 0001-01-01 or 9999-12-31
+    # with an offset, where converting to UTC first would overflow.
+    return (moment - _EPOCH) // _NS * 1_000
 
 
-@router.get("/positions", response_model=list[PositionOut], tags=["positions"])
-def positions(system: SystemDep, response: Response, account_id: str | None = None) -> Any:
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
+@router.get("/positions", response_model=list[PositionOut], tags=["positions"],
+            responses=responses(422, 503))
+def positions(system: SystemDep, probes: ProbesDep, response: Response,
+              account_id: AccountQuery = None) -> Any:
+    with read_models(system, probes, response) as conn:
         return queries.list_positions(conn, account_id=account_id)
 
 
-@router.get("/audit", response_model=list[AuditEventOut], tags=["audit"])
+@router.get("/audit", response_model=list[AuditEventOut], tags=["audit"],
+            responses=responses(422, 503))
 def audit(
     system: SystemDep,
+    probes: ProbesDep,
     response: Response,
-    account_id: str | None = None,
-    order_id: str | None = None,
-    since: Annotated[datetime | None, Query(description="ISO-8601, inclusive")] = None,
-    until: Annotated[datetime | None, Query(description="ISO-8601, exclusive")] = None,
+    account_id: AccountQuery = None,
+    order_id: Annotated[UUID | None, Query(description="Only this order's events.")] = None,
+    since: Annotated[datetime | None, Query(
+        description="ISO-8601, inclusive; without an offset, UTC")] = None,
+    until: Annotated[datetime | None, Query(
+        description="ISO-8601, exclusive; without an offset, UTC")] = None,
     limit: Annotated[int, Query(gt=0, le=10_000)] = 100,
-    after: Annotated[int | None, Query(ge=0, description="log position to continue after")] = None,
+    after: Annotated[int | None, Query(
+        ge=0, le=INT64_MAX, description="log position to continue after")] = None,
 ) -> Any:
     """Every event in log order with its position; page with ``after`` = last position seen."""
-    caught_up(system, response)
-    with system.read_models.connect() as conn:
-        return queries.audit_events(conn, account_id=account_id, order_id=order_id,
-                                    since_ns=_ns(since), until_ns=_ns(until),
+    since_ns = None if since is None else _ns(since)
+    until_ns = None if until is None else _ns(until)
+    # Event times are int64 nanoseconds (1677 to 2262). A bound beyond that range is still
+    # a fair question with a plain answer: it either excludes nothing or excludes everything.
+    if (since_ns is not None and since_ns > INT64_MAX) or (
+            until_ns is not None and until_ns <= INT64_MIN):
+        return []
+    if since_ns is not None and since_ns < INT64_MIN:
+        since_ns = None
+    if until_ns is not None and until_ns > INT64_MAX:
+        until_ns = None
+    with read_models(system, probes, response) as conn:
+        return queries.audit_events(conn, account_id=account_id,
+                                    order_id=None if order_id is None else str(order_id),
+                                    since_ns=since_ns, until_ns=until_ns,
                                     limit=limit, after=after)
 
 
-@router.get("/audit/verify", response_model=ChainOut, tags=["audit"])
-async def verify_chain(system: SystemDep) -> Any:
-    """Recompute the event store's hash chain (SEC 17a-4: verify completeness and accuracy)."""
-    check = await run_in_threadpool(system.store.verify)
-    return check.__dict__
+@router.get("/audit/verify", response_model=ChainOut, tags=["audit"],
+            responses=responses(503))
+async def verify_chain(probes: ProbesDep) -> Any:
+    """Recompute the event store's hash chain (SEC 17a-4: verify completeness and accuracy).
+
+    Answers 503 within a second when the store does not answer; one verification runs at a
+    time, and concurrent callers share its result.
+    """
+    return vars(await verified(probes))
 
 
 @router.get("/instruments", response_model=list[InstrumentOut], tags=["reference data"])
@@ -82,15 +119,23 @@ def accounts(system: SystemDep) -> Any:
     ]
 
 
-@router.get("/health", tags=["operations"])
-def health(system: SystemDep, response: Response) -> dict[str, Any]:
-    store: dict[str, Any] = {"dialect": system.store.dialect}
-    try:
-        store["head_position"] = system.store.recorder.max_notification_id() or 0
-        store["ok"] = True
-    except Exception as exc:  # report, don't raise: health must answer when the store can't
-        store.update(ok=False, error=str(exc))
-    chain = system.store.chain_status
+@router.get("/health", response_model=HealthOut, tags=["operations"],
+            responses={503: {"model": HealthOut,
+                             "description": "Something is down; the body says what."}})
+async def health(system: SystemDep, probes: ProbesDep, response: Response) -> Any:
+    """Within a second, always: a database that does not answer by then is reported down.
+
+    ``async`` so that it needs no thread: it answers even when reads fill the thread pool.
+    """
+    deadline = time.monotonic() + DEADLINE_S
+    # Both questions are asked at once, so the slower bounds the answer, not their sum.
+    head, ping = probes.store_head.future(), probes.read_models.future()
+    ok, head_position, error = await outcome(probes.store_head, head, deadline)
+    store = {"dialect": system.store.dialect, "ok": ok, "head_position": head_position,
+             "error": error}
+    ok, _, error = await outcome(probes.read_models, ping, deadline)
+    read_models = {"dialect": system.read_models.dialect.name, "ok": ok, "error": error}
+    chain = system.store.chain_status  # kept by the store as it verifies: no I/O here
     store["chain"] = {"ok": chain.ok, "verified_position": chain.verified_position,
                       "problem": chain.problem}
     runner = system.projections
@@ -104,9 +149,9 @@ def health(system: SystemDep, response: Response) -> dict[str, Any]:
     }
     lock = system.writer_lock
     engine["writer_lock"] = lock.state
-    healthy = (store["ok"] and chain.ok and projections["ok"] and engine["running"]
-               and not lock.lost)
+    healthy = (store["ok"] and read_models["ok"] and chain.ok and projections["ok"]
+               and engine["running"] and not lock.lost)
     if not healthy:
         response.status_code = 503
-    return {"status": "ok" if healthy else "degraded", "store": store, "engine": engine,
-            "projections": projections}
+    return {"status": "ok" if healthy else "degraded", "store": store,
+            "read_models": read_models, "engine": engine, "projections": projections}

@@ -6,24 +6,78 @@ authentication and roles come later and will fill these fields.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from domain.values import OrderType, Side, Source, TimeInForce
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
 Symbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$")]
-Quantity = Annotated[int, Field(strict=True, gt=0, le=1_000_000_000)]
-Price = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False)]
+
+
+def _whole(value: Any) -> Any:
+    # JSON has one number type and JSON Schema counts 2.0 as an integer: take it as 2.
+    # Anything else (1.5, "10", true) still meets the strict int check and is refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Quantity = Annotated[int, Field(strict=True, gt=0, le=1_000_000_000), BeforeValidator(_whole)]
+
+# The schema says what the validator checks (Pydantic's own schema for Decimal would allow
+# any string): positive, at most 12 digits before the point and 8 after, best sent as a
+# string (exact). A JSON number is read as its shortest decimal text; the schema cannot say
+# "at most 8 places" of a binary float, so for numbers the description says it.
+_FRACTION = "|".join(f"0{{{zeros}}}[1-9][0-9]{{0,{7 - zeros}}}" for zeros in range(8))
+PRICE_PATTERN = rf"^\+?([1-9][0-9]{{0,11}}(\.[0-9]{{1,8}})?|0?\.({_FRACTION}))$"
+Price = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False),
+    WithJsonSchema({
+        "anyOf": [{"type": "string", "pattern": PRICE_PATTERN},
+                  {"type": "number", "minimum": 0.00000001, "maximum": 999_999_999_999}],
+        "description": "Greater than 0, at most 12 digits before the point and 8 after.",
+        "examples": ["190.25"],
+    }),
+]
+
+
+def _price_rule(schema: dict[str, Any]) -> None:
+    """"Limit orders need a price, market orders must not have one" in the JSON Schema itself
+    (2020-12 if/then/else, which OpenAPI 3.1 uses), beside the validator that enforces it."""
+    schema["examples"] = [
+        {"client_order_id": "ord-0001", "account_id": "ACC-ALPHA", "symbol": "AAPL",
+         "side": "buy", "quantity": 100, "order_type": "limit", "limit_price": "190.25",
+         "time_in_force": "day"},
+        {"client_order_id": "ord-0002", "account_id": "ACC-BETA", "symbol": "MSFT",
+         "side": "sell", "quantity": 10, "order_type": "market", "time_in_force": "ioc"},
+    ]
+    schema["if"] = {"properties": {"order_type": {"const": "limit"}},
+                    "required": ["order_type"]}
+    schema["then"] = {"properties": {"limit_price": {"not": {"type": "null"}}},
+                      "required": ["limit_price"]}
+    schema["else"] = {"properties": {"limit_price": {"type": "null"}}}
 
 
 class OrderFields(BaseModel):
     """The public shape of a new order (the REST contract's body)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_price_rule)
 
     client_order_id: Identifier
     account_id: Identifier
@@ -60,8 +114,16 @@ class CancelOrder(Acting):
     order_id: UUID
 
 
+def _changes_something(schema: dict[str, Any]) -> None:
+    """"Give quantity, limit_price or both" in the JSON Schema, beside the validator."""
+    schema["anyOf"] = [
+        {"properties": {"quantity": {"not": {"type": "null"}}}, "required": ["quantity"]},
+        {"properties": {"limit_price": {"not": {"type": "null"}}}, "required": ["limit_price"]},
+    ]
+
+
 class ReplaceFields(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_changes_something)
 
     quantity: Quantity | None = None
     limit_price: Price | None = None
@@ -77,8 +139,19 @@ class ReplaceOrder(ReplaceFields, Acting):
     order_id: UUID
 
 
-TradingDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$",
-                                   description="ISO date, e.g. 2026-11-26")]
+def _calendar_date(value: str) -> str:
+    day = date.fromisoformat(value)  # 2026-02-30 matches the pattern but is no date
+    if not 1970 <= day.year <= 2999:
+        raise ValueError("a trading date between 1970 and 2999")
+    return value
+
+
+TradingDate = Annotated[
+    str, AfterValidator(_calendar_date),
+    WithJsonSchema({"type": "string", "format": "date",
+                    "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}$",
+                    "description": "ISO date between 1970 and 2999, e.g. 2026-11-26"}),
+]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 
 

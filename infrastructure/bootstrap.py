@@ -87,7 +87,34 @@ def build_engine(settings: Settings, config: FirmConfig, store: Any,
     return engine
 
 
+READ_CONNECT_TIMEOUT_S = 2  # libpq's and psycopg's minimum
+READ_STATEMENT_TIMEOUT_MS = 10_000
+READ_POOL_TIMEOUT_S = 5.0
+
+
 def read_models_engine(url: str) -> sa.Engine:
+    """The read models' SQLAlchemy engine (API and CLI queries, the projection runner).
+
+    On PostgreSQL nothing waits without bound: a server that is down or unreachable fails
+    the connection within READ_CONNECT_TIMEOUT_S, a runaway statement or lock wait is ended
+    by the server, a peer that vanished mid-connection is dropped by TCP within seconds, and
+    a request waits at most READ_POOL_TIMEOUT_S for a pooled connection. The API turns each
+    of these into a 503; without them a read during an outage held its thread for minutes.
+    Pooled connections are pinged on checkout, so one cut by a restart is replaced, not used.
+    """
+    if sa.make_url(url).get_backend_name() == "postgresql":
+        connect_args = {
+            "connect_timeout": READ_CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={READ_STATEMENT_TIMEOUT_MS} "
+                       f"-c lock_timeout={READ_STATEMENT_TIMEOUT_MS // 2}",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": READ_STATEMENT_TIMEOUT_MS,
+        }
+        return sa.create_engine(url, pool_pre_ping=True, pool_timeout=READ_POOL_TIMEOUT_S,
+                                connect_args=connect_args)
     engine = sa.create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         # WAL: API readers don't wait for the projection runner's commits, nor it for them.

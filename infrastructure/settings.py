@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         200_000, gt=0,
         description="Events between snapshots of the book of record (taken when idle and "
         "after each trading-day close); a restart replays only the log after the latest.")
+    max_body_bytes: int = Field(
+        64 * 1024, gt=0,
+        description="Largest HTTP request body the API reads (413 beyond it). An order is "
+        "~250 bytes; the cap keeps one client from making the server buffer and echo megabytes.")
     host: str = "127.0.0.1"
     port: int = 8000
 

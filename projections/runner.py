@@ -135,7 +135,10 @@ class ProjectionRunner:
                 failures += 1
                 self.last_error = exc
                 log.exception("projection catch-up failed (attempt %d); retrying", failures)
-                self._stopping.wait(min(IDLE_WAIT_S * 2**failures, MAX_BACKOFF_S))
+                # Backs off, but a commit or a reader waiting for its writes (notify) asks
+                # again at once: after an outage, views catch up as soon as someone needs them.
+                self._wakeup.clear()
+                self._wakeup.wait(min(IDLE_WAIT_S * 2**failures, MAX_BACKOFF_S))
                 continue
             failures = 0
             self.last_error = None

@@ -63,6 +63,8 @@ SYSTEM_ACTOR = "system"
 # Counterparty recorded on fills against the venue's own liquidity, not a firm order.
 LIQUIDITY_PROVIDER = OUTSIDE_PARTICIPANT + "liquidity-provider"
 
+BUY = Side.BUY  # a plain name: an enum member lookup costs ~0.1 us on CPython 3.11
+
 DuplicateKey = tuple[str, str, str, int, Decimal | None]
 ClientKey = tuple[str, str]
 
@@ -381,8 +383,16 @@ class BookOfRecord:
         order.priority = self.priority_seq
         self.orders[e.order_id] = order
         notional = e.exposure_price * e.quantity
-        self.accounts[e.account_id].exposure.enter(e.side, notional)
-        self.firm_exposure.enter(e.side, notional)
+        # Exposure.enter, inlined: this runs for every accepted order.
+        account, firm = self.accounts[e.account_id].exposure, self.firm_exposure
+        if e.side == BUY:
+            account.buy_entered += notional
+            firm.buy_entered += notional
+        else:
+            account.sell_entered += notional
+            firm.sell_entered += notional
+        account.gross += notional
+        firm.gross += notional
         queue = self._recent_queue
         if queue and queue[0][0] <= e.ts_ns - self._max_window_ns:
             self._forget_before(e.ts_ns - self._max_window_ns)
@@ -407,7 +417,7 @@ class BookOfRecord:
         account = self.accounts[e.account_id]
         account.exposure.fill(order.side, notional, released)
         self.firm_exposure.fill(order.side, notional, released)
-        signed = e.fill_quantity if order.side == Side.BUY else -e.fill_quantity
+        signed = e.fill_quantity if order.side == BUY else -e.fill_quantity
         account.positions[e.symbol] = account.positions.get(e.symbol, 0) + signed
         account.cash -= notional if signed > 0 else -notional
         if e.counterparty.startswith(OUTSIDE_PARTICIPANT):

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import deque
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from domain.book_of_record import BookOfRecord
 from domain.orders import Order, OrderSnapshot, PendingReplace
 from domain.reference_prices import ReferencePrice
 
-FORMAT = 1
+FORMAT = 2
 
 _ORDER_FIELDS = ("order_id", "account_id", "client_order_id", "symbol", "side", "quantity",
                  "order_type", "limit_price", "time_in_force", "ts_ns", "original_quantity",
@@ -28,6 +28,19 @@ _ORDER_FIELDS = ("order_id", "account_id", "client_order_id", "symbol", "side", 
                  "pending_cancel", "pending_replace", "request_seq")
 _DECIMALS = frozenset({"limit_price", "original_limit_price", "filled_notional",
                        "exposure_price", "protection_price"})
+
+
+_SET_INT = UUID.__dict__["int"].__set__
+_SET_SAFE = UUID.__dict__["is_safe"].__set__
+
+
+def _uuid(hex_text: str) -> UUID:
+    # UUID(hex=...) validates at ~3 us; a restart rebuilds hundreds of thousands of them from
+    # text this module wrote itself (int() still refuses anything but hex).
+    uid = object.__new__(UUID)
+    _SET_INT(uid, int(hex_text, 16))
+    _SET_SAFE(uid, SafeUUID.unknown)
+    return uid
 
 
 def _dec(value: Decimal | None) -> str | None:
@@ -61,7 +74,7 @@ def _order_from(values: list[Any]) -> Order:
         if name in _DECIMALS:
             value = _undec(saved)
         elif name == "order_id":
-            value = UUID(hex=saved)
+            value = _uuid(saved)
         elif name == "pending_replace" and saved is not None:
             value = PendingReplace(saved[0], Decimal(saved[1]), Decimal(saved[2]))
         elif name == "reject" and saved is not None:
@@ -78,7 +91,7 @@ def _record_state(r: OrderSnapshot) -> list[Any]:
 
 
 def _record_from(v: list[Any]) -> OrderSnapshot:
-    return OrderSnapshot(UUID(hex=v[0]), v[1], v[2], v[3], v[4], v[5], v[6], _undec(v[7]),
+    return OrderSnapshot(_uuid(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], _undec(v[7]),
                          v[8], v[9], v[10], Decimal(v[11]),
                          None if v[12] is None else tuple(v[12]),
                          v[13], _undec(v[14]), v[15])
@@ -90,6 +103,24 @@ def _reference_state(r: ReferencePrice) -> list[Any]:
 
 def _reference_from(v: list[Any]) -> ReferencePrice:
     return ReferencePrice(Decimal(v[0]), v[1], v[2])
+
+
+def _records(book: BookOfRecord, finished: list[tuple[tuple[str, str], UUID]]
+             ) -> list[list[Any]]:
+    return [_record_state(book.finished[order_id]) for _, order_id in finished
+            if order_id in book.finished]
+
+
+def _restore_records(book: BookOfRecord, saved: list[list[Any]]
+                     ) -> list[tuple[tuple[str, str], UUID]]:
+    keyed = []
+    for values in saved:
+        record = _record_from(values)
+        key = (record.account_id, record.client_order_id)
+        book.finished[record.order_id] = record
+        book.by_client_id[key] = record
+        keyed.append((key, record.order_id))
+    return keyed
 
 
 def state_of(book: BookOfRecord) -> dict[str, Any]:
@@ -111,9 +142,10 @@ def state_of(book: BookOfRecord) -> dict[str, Any]:
             for a in book.accounts.values()
         },
         "orders": [_order_state(o) for o in book.orders.values()],
-        "finished": [_record_state(r) for r in book.finished.values()],
-        "finished_today": [order_id.hex for _, order_id in book._finished_today],
-        "finished_before": [order_id.hex for _, order_id in book._finished_before],
+        # Every kept record is in one of the two days' lists (finished today / the day
+        # before): stored by day, so a restore builds each record once.
+        "finished_today": _records(book, book._finished_today),
+        "finished_before": _records(book, book._finished_before),
         "recent": [[ts, [k[0], k[1], k[2], k[3], _dec(k[4])]]
                    for ts, k in book._recent_queue if book._recent.get(k) == ts],
     }
@@ -147,22 +179,8 @@ def restore(book: BookOfRecord, state: dict[str, Any]) -> None:
         order = _order_from(values)
         book.orders[order.order_id] = order
         book.by_client_id[(order.account_id, order.client_order_id)] = order
-    for values in state["finished"]:
-        record = _record_from(values)
-        book.finished[record.order_id] = record
-        book.by_client_id[(record.account_id, record.client_order_id)] = record
-
-    def keyed(hexes: list[str]) -> list[tuple[tuple[str, str], UUID]]:
-        out = []
-        for h in hexes:
-            order_id = UUID(hex=h)
-            record = book.finished.get(order_id)
-            if record is not None:
-                out.append(((record.account_id, record.client_order_id), order_id))
-        return out
-
-    book._finished_today = keyed(state["finished_today"])
-    book._finished_before = keyed(state["finished_before"])
+    book._finished_today = _restore_records(book, state["finished_today"])
+    book._finished_before = _restore_records(book, state["finished_before"])
     book._recent_queue = deque()
     book._recent = {}
     for ts, k in state["recent"]:

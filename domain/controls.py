@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 
 Failure = tuple[str, str] | None
 
+# Enum members as plain module names: on CPython 3.11 a member lookup (Side.BUY) costs
+# ~0.1 us, and these run several times per order.
+BUY = Side.BUY
+LIMIT = OrderType.LIMIT
+PREVIOUS_CLOSE = ReferenceSource.PREVIOUS_CLOSE
+
+
 
 class _Skipped(tuple[str, str]):
     """The control does not apply to this order (it did not run)."""
@@ -132,7 +139,7 @@ def pending_request(c: Candidate) -> Failure:
 
 
 def order_type(c: Candidate) -> Failure:
-    if c.order_type != OrderType.LIMIT:
+    if c.order_type != LIMIT:
         return ("limit order", str(c.order_type))
     return None
 
@@ -189,7 +196,7 @@ def stale_reference(c: Candidate) -> Failure:
     c.reference = reference
     if reference is None:
         return SKIPPED  # price_collar rejects: no reference at all
-    if reference.source == ReferenceSource.PREVIOUS_CLOSE:
+    if reference.source == PREVIOUS_CLOSE:
         return None  # valid for its trading day until the symbol prints
     age = c.now_ns - reference.as_of_ns
     max_age = c.book.firm.reference_max_age_ns
@@ -210,7 +217,7 @@ def price_collar(c: Candidate) -> Failure:
         # edge (rounded inwards to the tick); the venue never fills it beyond, and the
         # controls after this one value it there.
         tick = c.instrument.tick_size
-        if c.side == Side.BUY:
+        if c.side == BUY:
             edge = (ref * (1 + pct) / tick).to_integral_value(ROUND_FLOOR) * tick
         else:
             edge = (ref * (1 - pct) / tick).to_integral_value(ROUND_CEILING) * tick

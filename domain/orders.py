@@ -8,6 +8,13 @@ from uuid import UUID
 
 from domain.values import ZERO, OrderStatus
 
+# Enum members as plain module names: on CPython 3.11 a member lookup (Side.BUY) costs
+# ~0.1 us, and these run several times per order.
+SUBMITTED = OrderStatus.SUBMITTED
+CANCELED = OrderStatus.CANCELED
+REJECTED = OrderStatus.REJECTED
+
+
 
 class PendingReplace(NamedTuple):
     quantity: int
@@ -69,7 +76,7 @@ class Order:
         # As submitted: an idempotent resend is compared with these, not with replaced terms.
         self.original_quantity = quantity
         self.original_limit_price = limit_price
-        self.status = OrderStatus.SUBMITTED
+        self.status = SUBMITTED
         self.filled_quantity = 0
         self.filled_notional = ZERO
         self.exposure_price = ZERO
@@ -85,7 +92,7 @@ class Order:
 
     @property
     def leaves_quantity(self) -> int:
-        if self.status in (OrderStatus.CANCELED, OrderStatus.REJECTED):
+        if self.status in (CANCELED, REJECTED):
             return 0
         return self.quantity - self.filled_quantity
 

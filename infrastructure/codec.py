@@ -35,6 +35,7 @@ import orjson
 
 from domain.events import DECIMAL_FIELDS, EVENT_TYPES, SCHEMA_VERSION
 from domain.values import FrozenRecord
+from infrastructure.ids import uuid_from_text
 
 TOPIC_PREFIX = "domain.events:"
 GENESIS_HASH = "0" * 64
@@ -259,7 +260,7 @@ def event_from_body(name: str, body: dict[str, Any], position: int | None = None
         for field in UUID_FIELDS[name]:
             value = body[field]
             if value is not None:
-                body[field] = UUID(value)
+                body[field] = uuid_from_text(value)
         for field in DECIMAL_FIELDS[name]:
             value = body[field]
             if value is not None:
@@ -278,6 +279,8 @@ def event_from_body(name: str, body: dict[str, Any], position: int | None = None
 
 def _frozen(value: Any) -> Any:
     """JSON arrays back to (nested) tuples: events are deeply immutable."""
-    if isinstance(value, list):
+    if not isinstance(value, list):
+        return value
+    if value and isinstance(value[0], list):
         return tuple(_frozen(v) for v in value)
-    return value
+    return tuple(value)  # a flat list (``checks``): replay decodes one per decision

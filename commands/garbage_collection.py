@@ -18,6 +18,8 @@ is the price of never pausing mid-cycle.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 MIDDLE_EVERY = 16
 
@@ -36,6 +38,17 @@ class CollectorSchedule:
         if self._owns_collector:
             gc.enable()
             self._owns_collector = False
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No automatic collection inside (a replay: acyclic objects by the million)."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if enabled:
+                gc.enable()
 
     def after_cycle(self) -> None:
         self._cycles += 1

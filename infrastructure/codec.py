@@ -250,33 +250,6 @@ def decode(topic: str, state: bytes, position: int | None = None) -> Any:
 _BOOKKEEPING = ("schema", "prev_hash", "hash")
 
 
-def event_from_body(name: str, body: dict[str, Any], position: int | None = None) -> Any:
-    """The typed event of an (upcast) JSON body; ``body`` itself is left untouched."""
-    cls = EVENT_TYPES[name]
-    body = dict(body)
-    for key in _BOOKKEEPING:
-        body.pop(key, None)
-    try:
-        for field in UUID_FIELDS[name]:
-            value = body[field]
-            if value is not None:
-                body[field] = uuid_from_text(value)
-        for field in DECIMAL_FIELDS[name]:
-            value = body[field]
-            if value is not None:
-                body[field] = Decimal(value)
-        for field in TUPLE_FIELDS[name]:
-            value = body[field]
-            if value is not None:
-                body[field] = _frozen(value)
-        for field in RECORD_FIELDS[name]:
-            body[field] = FrozenRecord(body[field])
-        return cls(**body)
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        raise UndecodableEvent(position, TOPIC_PREFIX + name,
-                               f"body does not fit {name}: {exc!r}") from None
-
-
 def _frozen(value: Any) -> Any:
     """JSON arrays back to (nested) tuples: events are deeply immutable."""
     if not isinstance(value, list):
@@ -284,3 +257,43 @@ def _frozen(value: Any) -> Any:
     if value and isinstance(value[0], list):
         return tuple(_frozen(v) for v in value)
     return tuple(value)  # a flat list (``checks``): replay decodes one per decision
+
+
+def _converters(name: str) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """(field position, conversion) for every field stored as JSON text or arrays."""
+    fields = EVENT_TYPES[name]._fields
+    out: list[tuple[int, Callable[[Any], Any]]] = []
+    for i, field in enumerate(fields):
+        if field in UUID_FIELDS[name]:
+            out.append((i, uuid_from_text))
+        elif field in DECIMAL_FIELDS[name]:
+            out.append((i, Decimal))
+        elif field in TUPLE_FIELDS[name]:
+            out.append((i, _frozen))
+        elif field in RECORD_FIELDS[name]:
+            out.append((i, FrozenRecord))
+    return tuple(out)
+
+
+# Per event type: (class, field names, conversions). Replay decodes every event of the log
+# through this, so the tuple is built positionally (keyword construction costs ~3 us).
+_DECODING = {name: (cls, cls._fields, _converters(name)) for name, cls in EVENT_TYPES.items()}
+
+
+def event_from_body(name: str, body: dict[str, Any], position: int | None = None) -> Any:
+    """The typed event of an (upcast) JSON body; ``body`` itself is left untouched."""
+    cls, fields, conversions = _DECODING[name]
+    try:
+        extra = len(body) - len(fields) - sum(1 for k in _BOOKKEEPING if k in body)
+        if extra:
+            unknown = sorted(set(body) - set(fields) - set(_BOOKKEEPING))
+            raise TypeError(f"unexpected fields {unknown}")
+        values = [body[f] for f in fields]
+        for i, convert in conversions:
+            value = values[i]
+            if value is not None:
+                values[i] = convert(value)
+        return tuple.__new__(cls, values)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise UndecodableEvent(position, TOPIC_PREFIX + name,
+                               f"body does not fit {name}: {exc!r}") from None

@@ -3,7 +3,7 @@ bench/results/latest.md.
 
 Rows: (1) in-memory decision latency, (2) durable throughput on SQLite and PostgreSQL,
 (3) resident memory per live order, (4) the naive eventsourcing baseline, (5) orders through
-the HTTP API.
+the HTTP API, (6) memory over trading days of finished orders, (7) restart time after them.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="engine batch_max (commands per group commit)")
     p.add_argument("--http-orders", type=int, default=None,
                    help="orders per HTTP run (default 10000; quick 3000)")
+    p.add_argument("--restart-orders", type=int, default=None,
+                   help="orders over the trading days of rows 6-7 (default 1000000; quick "
+                        "100000)")
+    p.add_argument("--restart-days", type=int, default=10)
     p.add_argument("--skip-postgres", action="store_true")
     p.add_argument("--skip-recorder-comparison", action="store_true",
                    help="skip the comparison with the library's recorder as shipped")
@@ -60,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.memory_orders = a.memory_orders or (200_000 if a.quick else 1_000_000)
     a.naive_orders = a.naive_orders or (1_000 if a.quick else 3_000)
     a.http_orders = a.http_orders or (3_000 if a.quick else 10_000)
+    a.restart_orders = a.restart_orders or (100_000 if a.quick else 1_000_000)
     return a
 
 
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, ...]] = []
 
     # 1. In-memory decision latency ------------------------------------------------
-    log(f"1/5 decision latency: {args.decision_orders:,} orders x {len(decision.MODES)} GC modes")
+    log(f"1/7 decision latency: {args.decision_orders:,} orders x {len(decision.MODES)} GC modes")
     for r in decision.run(args.decision_orders, warmup=20_000):
         ok = r.p50_us <= 8 and r.p99_us <= 20
         rows.append((
@@ -133,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
 
     # 2. Durable throughput ------------------------------------------------------------
-    log(f"2/5 durable: generating {args.orders:,} validated orders")
+    log(f"2/7 durable: generating {args.orders:,} validated orders")
     cmds = commands(args.orders, seed=3)
-    log(f"2/5 durable SQLite, W={args.window}")
+    log(f"2/7 durable SQLite, W={args.window}")
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         store = EventStore.open(Settings(data_dir=Path(tmp)))
         try:
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += durable_rows(r, "SQLite")
     experiments: list[str] = []
     if pg_url:
-        log(f"2/5 durable PostgreSQL, W={args.window}")
+        log(f"2/7 durable PostgreSQL, W={args.window}")
         with throwaway_store(pg_url) as urls:
             store = durable.open_pg_store(urls.engine)
             try:
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.close()
         rows += durable_rows(r, "PostgreSQL")
         if r.ack_p99_ms > 10:
-            log(f"2/5 durable PostgreSQL, W={args.small_window}")
+            log(f"2/7 durable PostgreSQL, W={args.small_window}")
             with throwaway_store(pg_url) as urls:
                 store = durable.open_pg_store(urls.engine)
                 try:
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += durable_rows(small, "PostgreSQL")
         if not args.skip_recorder_comparison:
             n = min(args.orders, 40_000)
-            log(f"2/5 experiment: PostgreSQL recorder insert methods, {n:,} orders")
+            log(f"2/7 experiment: PostgreSQL recorder insert methods, {n:,} orders")
             for library in (False, True):
                 with throwaway_store(pg_url) as urls:
                     # the library's recorder inserts through the owner (sequence, no fencing)
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
 
     # 3. Memory per live order (fresh interpreter) ---------------------------------------
-    log(f"3/5 memory: {args.memory_orders:,} live orders (subprocess)")
+    log(f"3/7 memory: {args.memory_orders:,} live orders (subprocess)")
     out = subprocess.run([sys.executable, "-m", "bench.memory", str(args.memory_orders)],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     m = json.loads(out.stdout.strip().splitlines()[-1])
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ))
 
     # 4. Naive baseline ------------------------------------------------------------------
-    log(f"4/5 naive baseline: {args.naive_orders:,} orders per backend")
+    log(f"4/7 naive baseline: {args.naive_orders:,} orders per backend")
     rows.append(("4", f"Naive Application+Aggregate, one save per order, SQLite "
                       f"({args.naive_orders:,})",
                  f"{naive.sqlite(args.naive_orders):,.0f} orders/s", "-", "-"))
@@ -214,13 +219,39 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. Through HTTP ---------------------------------------------------------------------
     for concurrency in (8, 64):
-        log(f"5/5 HTTP: {args.http_orders:,} orders, {concurrency} concurrent clients")
+        log(f"5/7 HTTP: {args.http_orders:,} orders, {concurrency} concurrent clients")
         h = http.run(args.http_orders, concurrency)
         rows.append((
             "5", f"POST /orders through uvicorn + FastAPI, SQLite default, {concurrency} "
                  f"concurrent httpx clients on the same machine ({h.orders:,})",
             f"{h.orders_per_s:,.0f} orders/s; response p50 {h.p50_ms:.1f} ms, p99 "
             f"{h.p99_ms:.1f} ms; statuses {dict(sorted(h.statuses.items()))}", "-", "-"))
+
+    # 6-7. Memory over trading days, restart time (fresh interpreter) ---------------------
+    log(f"6/7 memory and restart: {args.restart_orders:,} orders over {args.restart_days} "
+        "trading days (subprocess, SQLite)")
+    out = subprocess.run([sys.executable, "-m", "bench.restart", str(args.restart_orders),
+                          str(args.restart_days)], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    rs = json.loads(out.stdout.strip().splitlines()[-1])
+    rss = [c["rss_mib"] for c in rs["closes"]]
+    later = rss[len(rss) // 2:]
+    flat = max(later) - min(later) <= 0.25 * max(later)
+    rows.append((
+        "6", f"Memory at each close, {rs['orders']:,} finished orders over {rs['days']} "
+             "trading days (SQLite store)",
+        f"RSS {rs['rss_baseline_mib']:.0f} MiB at start, then at each close "
+        f"{', '.join(f'{r:.0f}' for r in rss)} MiB; live orders after each close "
+        f"{max(c['live'] for c in rs['closes'])}, frozen records kept "
+        f"{max(c['kept_records'] for c in rs['closes']):,} (a day's)",
+        "flat", verdict(flat)))
+    rows.append((
+        "7", f"Restart after {rs['orders']:,} orders ({rs['events']:,} events), the last day "
+             "half-way",
+        f"{rs['restart_after_s']:.1f} s from the latest snapshot (+ {rs['tail_events']:,} "
+        f"events of tail); {rs['restart_before_s']:.1f} s as a full replay from position 0 "
+        "(before snapshots)",
+        "<= 5 s", verdict(rs["restart_after_s"] <= 5)))
 
     elapsed = time.perf_counter() - started
     conditions.append(("Run time", f"{elapsed:.0f} s"))

@@ -39,10 +39,16 @@ DONE = OutcomeKind.DONE
 
 
 
+_tuple: Any = tuple.__new__
+
+
 class ReleaseKind(StrEnum):
     NEW = "new"  # an accepted order goes to the venue
     CANCEL = "cancel"  # a cancel request goes to the venue
     REPLACE = "replace"  # a replace request goes to the venue
+
+
+NEW = ReleaseKind.NEW  # a plain name, read for every accepted order
 
 
 class Release(NamedTuple):

@@ -64,6 +64,10 @@ SYSTEM_ACTOR = "system"
 LIQUIDITY_PROVIDER = OUTSIDE_PARTICIPANT + "liquidity-provider"
 
 BUY = Side.BUY  # a plain name: an enum member lookup costs ~0.1 us on CPython 3.11
+# Events on the hot path are built with tuple.__new__: a NamedTuple's generated __new__ is a
+# Python frame that parses every field as an argument (0.84 us for an OrderAccepted, 0.40
+# this way). Field order is the class's; the codec's round-trip tests hold it to it.
+_event: Any = tuple.__new__
 
 DuplicateKey = tuple[str, str, str, int, Decimal | None]
 ClientKey = tuple[str, str]
@@ -102,9 +106,12 @@ class BookOfRecord:
         self.day = TradingDay()
         self.last_closes: dict[str, Decimal] = {}  # from the last TradingDayClosed
         self.events_applied = 0
+        self._candidate = Candidate.__new__(Candidate)  # reused by every new-order decision
         self.priority_seq = 0
         self.request_seq = 0
-        self._recent: dict[DuplicateKey, int] = {}
+        # When each (account, symbol, side, quantity, price) was last accepted, within the
+        # longest duplicate window (older entries leave as acceptances are applied).
+        self.recent_orders: dict[DuplicateKey, int] = {}
         self._recent_queue: deque[tuple[int, DuplicateKey]] = deque()
         self._max_window_ns = max(
             [firm.defaults.duplicate_window_ns]
@@ -150,12 +157,6 @@ class BookOfRecord:
     def firm_exposure_value(self) -> Decimal:
         return self.firm_exposure.value(self.day.exposure_mode)
 
-    def recent_order_ns(self, account_id: str, symbol: str, side: str, quantity: int,
-                        limit_price: Decimal | None) -> int | None:
-        """When the same order was last accepted (entries older than the longest window
-        leave as later acceptances are applied, live and in replay alike)."""
-        return self._recent.get((account_id, symbol, side, quantity, limit_price))
-
     # ---------------------------------------------------------------- decisions
 
     def submit(
@@ -174,31 +175,36 @@ class BookOfRecord:
         now_ns: int,
     ) -> OrderAccepted | OrderRejected:
         """Run every pre-trade control on a new order; the first failure rejects it."""
-        c = Candidate(self, account_id, symbol, side, quantity, order_type, limit_price, now_ns)
+        # The reused candidate, set field by field here (its prepare(), inlined: every order).
+        c = self._candidate
+        c.book, c.account_id, c.symbol, c.side = self, account_id, symbol, side
+        c.quantity, c.order_type, c.limit_price, c.now_ns = (quantity, order_type, limit_price,
+                                                             now_ns)
+        c.order = c.limits = c.reference = c.protection_price = c.price = None
+        c.exposure_before = c.firm_before = c.added = None
         index, failure, ran = ctl.run(ctl.NEW_ORDER_PLAN, c)
-        reference = c.reference
+        reference: Any = c.reference
         date = self.day.date
         if failure is not None:
-            event: OrderAccepted | OrderRejected = OrderRejected(
+            rejected: OrderRejected = _event(OrderRejected, (
                 order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id,
                 side, quantity, order_type, limit_price, time_in_force,
                 NEW_ORDER_CONTROLS[index], failure[0], failure[1],
                 None if reference is None else reference.price,
                 None if reference is None else reference.source,
                 None if reference is None else reference.as_of_ns,
-                c.exposure_before, 0 if c.limits is None else c.limits.version, ran, date)
-            self._on_rejected(event)  # type: ignore[arg-type]
-            return event
-        assert reference is not None and c.price is not None and date is not None
-        assert c.exposure_before is not None and c.firm_before is not None
+                c.exposure_before, 0 if c.limits is None else c.limits.version, ran, date))
+            self._on_rejected(rejected)
+            return rejected
+        # Every control passed: the reference, the price and exposure are all known.
         limits = c.limits
-        event = OrderAccepted(
+        accepted: OrderAccepted = _event(OrderAccepted, (
             order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id, side,
             quantity, order_type, limit_price, time_in_force, reference.price,
             reference.source, reference.as_of_ns, c.protection_price, c.price,
-            c.exposure_before, c.firm_before, limits.version, limits.record, ran, date)
-        self._on_accepted(event)
-        return event
+            c.exposure_before, c.firm_before, limits.version, limits.record, ran, date))
+        self._on_accepted(accepted)
+        return accepted
 
     def request_cancel(self, order: Order | OrderSnapshot, actor: str, source: str,
                        now_ns: int, reason: str = CancelReason.REQUESTED
@@ -266,18 +272,18 @@ class BookOfRecord:
         if not 0 < quantity <= leaves or order.status not in LIVE_STATUSES:
             raise ValueError(f"venue reported {quantity} filled on {order.order_id} "
                              f"({order.status}, leaves {leaves})")
-        event = OrderFilled(order.order_id, order.version + 1, now_ns, VENUE_ACTOR, VENUE_SOURCE,
-                            order.account_id, order.symbol, order.side, trade_id, quantity, price,
-                            order.filled_quantity + quantity, leaves - quantity, liquidity,
-                            counterparty)
+        event: OrderFilled = _event(OrderFilled, (
+            order.order_id, order.version + 1, now_ns, VENUE_ACTOR, VENUE_SOURCE,
+            order.account_id, order.symbol, order.side, trade_id, quantity, price,
+            order.filled_quantity + quantity, leaves - quantity, liquidity, counterparty))
         self._on_filled(event)
         return event
 
     def cancel_remainder(self, order: Order, reason: str, now_ns: int) -> OrderCanceled:
         """The venue cancels what is left (IOC/FOK/market remainder, self-trade prevention)."""
-        event = OrderCanceled(order.order_id, order.version + 1, now_ns, VENUE_ACTOR,
-                              VENUE_SOURCE, order.account_id, order.symbol,
-                              order.quantity - order.filled_quantity, reason)
+        event: OrderCanceled = _event(OrderCanceled, (
+            order.order_id, order.version + 1, now_ns, VENUE_ACTOR, VENUE_SOURCE,
+            order.account_id, order.symbol, order.quantity - order.filled_quantity, reason))
         self._on_canceled(event)
         return event
 
@@ -397,7 +403,7 @@ class BookOfRecord:
         if queue and queue[0][0] <= e.ts_ns - self._max_window_ns:
             self._forget_before(e.ts_ns - self._max_window_ns)
         key = (e.account_id, e.symbol, e.side, e.quantity, e.limit_price)
-        self._recent[key] = e.ts_ns
+        self.recent_orders[key] = e.ts_ns
         queue.append((e.ts_ns, key))
 
     def _on_rejected(self, e: OrderRejected) -> None:
@@ -570,7 +576,7 @@ class BookOfRecord:
         self.events_applied += 1
 
     def _forget_before(self, cutoff_ns: int) -> None:
-        queue, recent = self._recent_queue, self._recent
+        queue, recent = self._recent_queue, self.recent_orders
         while queue and queue[0][0] <= cutoff_ns:
             ts, key = queue.popleft()
             if recent.get(key) == ts:

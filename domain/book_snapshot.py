@@ -147,7 +147,7 @@ def state_of(book: BookOfRecord) -> dict[str, Any]:
         "finished_today": _records(book, book._finished_today),
         "finished_before": _records(book, book._finished_before),
         "recent": [[ts, [k[0], k[1], k[2], k[3], _dec(k[4])]]
-                   for ts, k in book._recent_queue if book._recent.get(k) == ts],
+                   for ts, k in book._recent_queue if book.recent_orders.get(k) == ts],
     }
 
 
@@ -182,8 +182,8 @@ def restore(book: BookOfRecord, state: dict[str, Any]) -> None:
     book._finished_today = _restore_records(book, state["finished_today"])
     book._finished_before = _restore_records(book, state["finished_before"])
     book._recent_queue = deque()
-    book._recent = {}
+    book.recent_orders = {}
     for ts, k in state["recent"]:
         key = (k[0], k[1], k[2], k[3], _undec(k[4]))
         book._recent_queue.append((ts, key))
-        book._recent[key] = ts
+        book.recent_orders[key] = ts

@@ -62,6 +62,13 @@ class Candidate:
     def __init__(self, book: BookOfRecord, account_id: str, symbol: str, side: str,
                  quantity: int, order_type: str, limit_price: Decimal | None, now_ns: int,
                  order: Order | None = None) -> None:
+        self.prepare(book, account_id, symbol, side, quantity, order_type, limit_price, now_ns,
+                     order)
+
+    def prepare(self, book: BookOfRecord, account_id: str, symbol: str, side: str,
+                quantity: int, order_type: str, limit_price: Decimal | None, now_ns: int,
+                order: Order | None = None) -> Candidate:
+        """Set for a new decision (the book reuses one candidate: no allocation per order)."""
         self.book = book
         self.account_id = account_id
         self.symbol = symbol
@@ -81,6 +88,7 @@ class Candidate:
         self.exposure_before: Decimal | None = None
         self.firm_before: Decimal | None = None
         self.added: Decimal | None = None  # exposure the order adds (a replace: the increase)
+        return self
 
 
 class Control(NamedTuple):
@@ -174,10 +182,15 @@ def tick_size(c: Candidate) -> Failure:
     price = c.limit_price
     if price is None:
         return SKIPPED  # a market order has no price of its own
-    if not price.is_finite() or price <= 0 or price.adjusted() > MAX_PRICE_EXPONENT:
-        return ("finite positive price below 1E+13", str(price))
     tick = c.instrument.tick_size
-    if price % tick:
+    try:
+        off_tick = price % tick  # infinite or far too large: InvalidOperation
+    except ArithmeticError:
+        off_tick = None
+    if off_tick is None or not price.is_finite() or price <= 0 \
+            or price.adjusted() > MAX_PRICE_EXPONENT:
+        return ("finite positive price below 1E+13", str(price))
+    if off_tick:
         return (f"multiple of {tick}", str(price))
     return None
 
@@ -254,8 +267,7 @@ def max_notional(c: Candidate) -> Failure:
 
 def duplicate(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(ii): the same order again within the window, whatever its client id.
-    book = c.book
-    last = book.recent_order_ns(c.account_id, c.symbol, c.side, c.quantity, c.limit_price)
+    last = c.book.recent_orders.get((c.account_id, c.symbol, c.side, c.quantity, c.limit_price))
     window = c.limits.duplicate_window_ns
     if last is not None and c.now_ns - last < window:
         return (f"{window}ns", f"{c.now_ns - last}ns")
@@ -265,8 +277,7 @@ def duplicate(c: Candidate) -> Failure:
 def credit(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(i): orders entered (open + filled) count against the limit; reducing
     # exposure is always allowed, even above a lowered limit.
-    added = c.added
-    assert added is not None  # max_notional runs first
+    added: Decimal = c.added  # type: ignore[assignment]  # max_notional ran before
     exposure = c.account.exposure
     if c.book.day.gross:  # the usual case, on the hot path: a running total
         before = exposure.gross
@@ -284,8 +295,7 @@ def credit(c: Candidate) -> Failure:
 
 def firm_credit(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(i): the firm-wide aggregate is a control of its own.
-    added = c.added
-    assert added is not None
+    added: Decimal = c.added  # type: ignore[assignment]  # max_notional ran before
     book = c.book
     exposure = book.firm_exposure
     if book.day.gross:

@@ -71,8 +71,6 @@ class Pipeline:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Commands queued or waiting, not yet decided: bounded for backpressure.
-        self._capacity = threading.BoundedSemaphore(engine.queue_max)
         self._waiting: deque[Item] = deque()
         self._writer = JournalWriter(engine.journal, lambda: self._queue.put(_WRITTEN))
         self._thread = threading.Thread(target=self._run, name="marketlog-engine", daemon=True)
@@ -100,13 +98,16 @@ class Pipeline:
 
     @property
     def depth(self) -> int:
-        return self.engine.queue_max - self._capacity._value  # a gauge only
+        """Commands queued or waiting, not yet decided (the backpressure bound's measure)."""
+        return self._queue.qsize() + len(self._waiting)
 
     def submit(self, command: Command) -> Future[Outcome]:
         halted = self.engine.halted
         if halted is not None or not self._thread.is_alive():
             raise EngineHalted(halted or "the engine thread is not running")
-        if not self._capacity.acquire(blocking=False):
+        # Two C-level reads, no lock: a semaphore here cost every order a lock shared with
+        # the engine thread. The bound is soft by at most the callers racing at this line.
+        if self._queue.qsize() + len(self._waiting) >= self.engine.queue_max:
             raise EngineBusy(f"{self.engine.queue_max} commands queued; retry shortly")
         future: Future[Outcome] = Future()
         self._queue.put((command, future))
@@ -203,10 +204,11 @@ class Pipeline:
             if isinstance(command, BARRIERS) and batch:
                 break
             waiting.popleft()
-            if future is not None:
-                self._capacity.release()
-                if not future.set_running_or_notify_cancel():
-                    continue  # the caller gave up before the engine looked at it
+            # The caller gave up before the engine looked at it: never decided. Read without
+            # the future's lock; a cancel racing past this line is answered harmlessly later
+            # (``answer``), so the state need not be switched to running under a lock.
+            if future is not None and future._state == "CANCELLED":
+                continue
             else:
                 self._scheduled_pending = self._scheduled_pending and not isinstance(
                     command, BARRIERS)
@@ -319,9 +321,7 @@ class Pipeline:
         while True:
             while self._waiting:
                 _, future = self._waiting.popleft()
-                if future is not None:
-                    self._capacity.release()
-                    answer(future, halted)
+                answer(future, halted)
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:

@@ -71,11 +71,13 @@ def test_a_caller_that_gives_up_never_stops_the_engine(system: System) -> None:
     try:
         running = engine.submit(order("slow-1"))
         time.sleep(0.1)  # the engine has taken it: it is being committed
-        assert not running.cancel()  # running: a cancel cannot take it away any more
+        # The caller gives up (asyncio cancels the future on a timeout): only its wait ends;
+        # the engine answers it later into the void, which must not hurt.
+        running.cancel()
         waiting = [engine.submit(order(f"gave-up-{n}", 20 + n)) for n in range(3)]
         for f in waiting:
             f.cancel()  # clients that timed out while their commands were still queued
-        assert isinstance(running.result(timeout=10), Outcome)
+        time.sleep(0.8)  # the slow commit ends; the engine answers the cancelled future
         later = engine.submit(order("later", 30))
         assert later.result(timeout=10).kind == "created"
         assert engine.running and engine.failures == 0
@@ -85,7 +87,7 @@ def test_a_caller_that_gives_up_never_stops_the_engine(system: System) -> None:
     finally:
         engine.stop()
     ids = stored_client_ids(system)
-    assert "slow-1" in ids and "later" in ids
+    assert "slow-1" in ids and "later" in ids  # taken by the engine: durable all the same
     # A command whose caller gave up before the engine looked at it was never decided.
     assert not [i for i in ids if i.startswith("gave-up")]
 

@@ -68,11 +68,8 @@ ENGINE_MAY_NOT = [
     "ALTER TABLE stored_events DISABLE TRIGGER USER",
     "ALTER TABLE stored_events DISABLE TRIGGER ALL",
     "DROP TRIGGER marketlog_events_immutable ON stored_events",
-    "DROP TRIGGER marketlog_events_contiguous ON stored_events",
     "CREATE OR REPLACE FUNCTION marketlog_refuse_change() RETURNS trigger LANGUAGE plpgsql "
     "AS $$ BEGIN RETURN NULL; END $$",
-    "CREATE OR REPLACE FUNCTION marketlog_events_contiguous() RETURNS trigger "
-    "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
     "UPDATE stored_events SET state = state",
     "UPDATE stored_events SET topic = 'forged' WHERE notification_id = 3",
     "DELETE FROM stored_events WHERE notification_id = 5",

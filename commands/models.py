@@ -41,8 +41,8 @@ Quantity = Annotated[int, Field(strict=True, gt=0, le=1_000_000_000), BeforeVali
 
 # The schema says what the validator checks (Pydantic's own schema for Decimal would allow
 # any string): positive, at most 12 digits before the point and 8 after, best sent as a
-# string (exact). A JSON number is read as its shortest decimal text; the schema cannot say
-# "at most 8 places" of a binary float, so for numbers the description says it.
+# string (exact). A JSON number is read as its shortest decimal text; for numbers "at most 8
+# places" is multipleOf 1e-8 (validators test the quotient: 190.25 passes, 6.103515625e-05 not).
 _FRACTION = "|".join(f"0{{{zeros}}}[1-9][0-9]{{0,{7 - zeros}}}" for zeros in range(8))
 PRICE_PATTERN = rf"^\+?([1-9][0-9]{{0,11}}(\.[0-9]{{1,8}})?|0?\.({_FRACTION}))$"
 Price = Annotated[
@@ -50,7 +50,8 @@ Price = Annotated[
     Field(gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False),
     WithJsonSchema({
         "anyOf": [{"type": "string", "pattern": PRICE_PATTERN},
-                  {"type": "number", "minimum": 0.00000001, "maximum": 999_999_999_999}],
+                  {"type": "number", "minimum": 0.00000001, "maximum": 999_999_999_999,
+                   "multipleOf": 0.00000001}],
         "description": "Greater than 0, at most 12 digits before the point and 8 after.",
         "examples": ["190.25"],
     }),

@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -77,6 +79,41 @@ def _text(value: Any) -> str:
     if value is None:
         return codec.GENESIS_HASH
     return bytes(value).decode("ascii", "replace") if not isinstance(value, str) else value
+
+
+
+def _install_sqlite_store(path: Path, wait_s: float = 30.0) -> str:
+    """Put the SQLite file in WAL mode and install the store (idempotent); its store id.
+
+    Done on a connection of its own before any pool connects, because two processes (or
+    threads) opening a fresh store together otherwise fail one of them with "database is
+    locked": switching the journal mode needs the file to itself and SQLite answers busy at
+    once instead of waiting, and a deferred transaction that reads the schema and then
+    writes cannot be upgraded while another writer is in. BEGIN IMMEDIATE takes the write
+    lock first (waiting on the busy handler); the mode switch is retried until set.
+    """
+    deadline = time.monotonic() + wait_s
+    conn = sqlite3.connect(str(path), timeout=wait_s, isolation_level=None)
+    try:
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal":
+                    break
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            install_sqlite(conn, uuid.uuid4().hex, time.time_ns())
+            store_id = str(conn.execute("SELECT store_id FROM store_meta").fetchone()[0])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return store_id
+    finally:
+        conn.close()
 
 
 class EventStore:
@@ -139,12 +176,9 @@ class EventStore:
             dialect = "postgresql"
         else:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
+            store_id = _install_sqlite_store(settings.sqlite_store_path)
             datastore = SQLiteDatastore(str(settings.sqlite_store_path))
             recorder = SQLiteApplicationRecorder(datastore, events_table_name=EVENTS_TABLE)
-            with datastore.transaction(commit=True) as curs:
-                install_sqlite(curs, uuid.uuid4().hex, time.time_ns())
-                curs.execute("SELECT store_id FROM store_meta")
-                store_id = str(curs.fetchone()[0])
             dialect = "sqlite"
         anchors = [FileAnchor(anchor_path, store_id, writable=not reader)]
         return cls(recorder, datastore, dialect, anchors=anchors, store_id=store_id,
@@ -541,6 +575,10 @@ class EventStore:
             for n in notes:
                 yield n.id, n.topic, n.originator_id, n.originator_version, n.state
             after = notes[-1].id
+
+    def stored_head(self) -> int:
+        """The head position in the database now (another process may be the writer)."""
+        return self._db_head()[1]
 
     def _db_head(self) -> tuple[int | None, int, str]:
         """(newest writer epoch, stored head position, hash stored in the head record)."""

@@ -22,6 +22,9 @@ without a server.
 
 from __future__ import annotations
 
+import faulthandler
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +51,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
+
+
+# A thread some test left running keeps the interpreter from exiting after the summary, and
+# CI then waits for its own timeout with no clue (it happened). Name such threads, and if the
+# exit still hangs, print every thread's stack and fail the run instead of hanging.
+EXIT_GRACE_S = 120
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    left = [t for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if left:
+        print(f"\nthreads still running after the tests: {[t.name for t in left]}",
+              file=sys.stderr)
+    faulthandler.dump_traceback_later(EXIT_GRACE_S, exit=True)
 
 
 def _reachable(var: str, url: str | None) -> str:

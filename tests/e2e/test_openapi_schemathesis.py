@@ -127,6 +127,7 @@ ORDER = {"client_order_id": "c-1", "account_id": "ACC-ALPHA", "symbol": "AAPL", 
     ({"order_type": "market", "limit_price": "absent"}, True),
     ({"order_type": "market"}, False),
     ({"limit_price": 190.25}, True),
+    ({"limit_price": 6.103515625e-05}, False),  # a number with 11 places: multipleOf 1e-8
     ({"limit_price": "190.123456789"}, False),
     ({"limit_price": "abc"}, False),
 ])  # fmt: skip

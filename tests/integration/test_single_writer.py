@@ -309,3 +309,30 @@ def test_snapshots_are_stored_tied_to_the_chain(backend: Settings,
         assert store.latest_snapshot() == (5, b"state after five")
     finally:
         store.close()
+
+
+def test_processes_opening_a_fresh_sqlite_store_together_all_get_it(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it to itself and SQLite does not wait for that: the
+    second opener got "database is locked" (seen in CI). Every opener must succeed."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=None, read_database_url=None)
+    openers = 8
+    start = threading.Barrier(openers)
+    failures: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            EventStore.open(settings).close()
+        except BaseException as error:
+            failures.append(error)
+
+    for _ in range(20):  # a fresh file each round
+        (tmp_path / "data").mkdir(exist_ok=True)
+        for f in (tmp_path / "data").iterdir():
+            f.unlink()
+        threads = [threading.Thread(target=open_store) for _ in range(openers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert failures == []

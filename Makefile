@@ -18,9 +18,11 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 PG_ENV := .state/postgres.env
+KAFKA_ENV := .state/kafka.env
 
-# Export the generated service URLs (MARKETLOG_TEST_PG_URL, ...) into a recipe line.
-LOAD_ENV = set -a; . ./$(PG_ENV); set +a;
+# Export the generated service addresses (MARKETLOG_TEST_PG_URL, MARKETLOG_TEST_KAFKA_BOOTSTRAP,
+# ...) into a recipe line.
+LOAD_ENV = set -a; . ./$(PG_ENV); . ./$(KAFKA_ENV); set +a;
 
 .PHONY: venv demo serve services services-postgres services-kafka test bench lint clean
 
@@ -41,10 +43,9 @@ services: services-postgres services-kafka
 services-postgres:
 	bash infrastructure/postgres.sh
 
-# Kafka: added by a later issue (infrastructure/kafka.sh, writing .state/kafka.env, then loaded
-# in LOAD_ENV). Until then this target deliberately does nothing.
-services-kafka:
-	@:
+# A real single-node Kafka (KRaft) from Maven Central's jars; writes .state/kafka.env.
+services-kafka: venv
+	bash infrastructure/kafka.sh start
 
 # --- checks ----------------------------------------------------------------------------------
 lint: venv

@@ -260,6 +260,17 @@ def verify() -> None:
         store = EventStore.open(settings, reader=True)
     except (StoreNotInitialised, psycopg.Error, PersistenceError) as exc:
         raise _fail(str(exc), 2) from None
+    if settings.kafka_bootstrap:
+        # The relay's checkpoints topic is a second anchor, outside this machine's disk.
+        from infrastructure.bootstrap import kafka_topics
+        from infrastructure.kafka_log import CheckpointsAnchor
+
+        try:
+            store.anchors.append(CheckpointsAnchor(settings.kafka_bootstrap,
+                                                   kafka_topics(settings), store.store_id))
+        except Exception as exc:
+            store.close()
+            raise _fail(f"cannot read the checkpoints from Kafka: {exc}", 2) from None
     try:
         check = store.verify()
         anchors = ", ".join(a.name for a in store.anchors)
@@ -573,3 +584,7 @@ def _details(event: dict[str, Any]) -> str:
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+# The event log's distribution commands (relay, project, replay, digest) live beside this.
+import api.cli_log  # noqa: E402, F401

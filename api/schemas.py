@@ -137,11 +137,45 @@ class ReadModelsHealth(_Open):
     error: str | None = None
 
 
-class ProjectionsHealth(_Open):
-    position: int
-    lag: int
+class PartitionLag(BaseModel):
+    partition: int
+    next_offset: int = Field(description="Next offset of the events topic to apply.")
+    published_offset: int = Field(description="End offset per the relay's last checkpoint.")
+    lag_records: int
+
+
+class RelayHealth(BaseModel):
+    position: int = Field(description="Last log position on Kafka with its checkpoint.")
+    lag: int = Field(description="Committed events not yet on Kafka.")
     ok: bool
     last_error: str | None
+
+
+class ProjectionsHealth(_Open):
+    position: int = Field(description="Every event up to this log position is in the views.")
+    lag: int = Field(description="Committed events not yet in the views.")
+    ok: bool
+    last_error: str | None
+    feed: Literal["store", "kafka"] = Field(
+        "store", description="What the read models follow: the store's notification log "
+        "(embedded default) or the Kafka events topic.")
+    halted: str | None = Field(None, description="A record the projector cannot apply "
+                               "(topic[partition]@offset and why): it stopped there.")
+    relay: RelayHealth | None = None
+    partitions: list[PartitionLag] | None = None
+
+
+class ProjectionOut(BaseModel):
+    name: str
+    position: int
+    lag: int
+
+
+class ProjectionsOut(BaseModel):
+    feed: Literal["store", "kafka"]
+    committed_position: int
+    projections: list[ProjectionOut]
+    status: ProjectionsHealth
 
 
 class TradingDayOut(BaseModel):

@@ -19,9 +19,11 @@ from api.schemas import (
     HealthOut,
     InstrumentOut,
     PositionOut,
+    ProjectionsOut,
 )
 from api.strict_json import StrictJSONRoute
 from domain.values import price_text
+from infrastructure.kafka_projector import KafkaProjectionRunner
 from projections import queries
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -119,6 +121,45 @@ def accounts(system: SystemDep) -> Any:
     ]
 
 
+def projections_status(system: Any, committed: int) -> dict[str, Any]:
+    """Where the read models stand, and with Kafka where the relay and each partition do."""
+    runner = system.projections
+    halted = getattr(runner, "halted", None)
+    status: dict[str, Any] = {
+        "position": runner.position,
+        "lag": max(0, committed - runner.position),
+        "ok": runner.last_error is None and halted is None,
+        "last_error": None if runner.last_error is None else str(runner.last_error),
+        "feed": "kafka" if isinstance(runner, KafkaProjectionRunner) else "store",
+        "halted": None if halted is None else str(halted),
+    }
+    if isinstance(runner, KafkaProjectionRunner):
+        status["partitions"] = runner.lag()["partitions"]
+    relay = system.relay
+    if relay is not None:
+        status["relay"] = {"position": relay.position,
+                           "lag": max(0, committed - relay.position),
+                           "ok": relay.last_error is None,
+                           "last_error": None if relay.last_error is None
+                           else str(relay.last_error)}
+        status["ok"] = status["ok"] and relay.last_error is None
+    return status
+
+
+@router.get("/projections", response_model=ProjectionsOut, tags=["operations"],
+            responses=responses(503))
+def projections(system: SystemDep) -> Any:
+    """Each read model's log position and lag behind the engine's committed position (all
+    views move together, in one transaction per batch), and with Kafka the relay's and each
+    partition's progress."""
+    committed = system.engine.health()["committed_position"]
+    status = projections_status(system, committed)
+    return {"feed": status["feed"], "committed_position": committed,
+            "projections": [{"name": v.name, "position": status["position"],
+                             "lag": status["lag"]} for v in system.projections.views],
+            "status": status}
+
+
 @router.get("/health", response_model=HealthOut, tags=["operations"],
             responses={503: {"model": HealthOut,
                              "description": "Something is down; the body says what."}})
@@ -138,15 +179,8 @@ async def health(system: SystemDep, probes: ProbesDep, response: Response) -> An
     chain = system.store.chain_status  # kept by the store as it verifies: no I/O here
     store["chain"] = {"ok": chain.ok, "verified_position": chain.verified_position,
                       "problem": chain.problem}
-    runner = system.projections
     engine = system.engine.health()
-    committed = engine["committed_position"]
-    projections = {
-        "position": runner.position,
-        "lag": max(0, committed - runner.position),
-        "ok": runner.last_error is None,
-        "last_error": None if runner.last_error is None else str(runner.last_error),
-    }
+    projections = projections_status(system, engine["committed_position"])
     lock = system.writer_lock
     engine["writer_lock"] = lock.state
     healthy = (store["ok"] and read_models["ok"] and chain.ok and projections["ok"]

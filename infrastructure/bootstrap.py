@@ -21,10 +21,13 @@ from infrastructure.clock import utc_now_ns
 from infrastructure.config import FirmConfig, load_config
 from infrastructure.event_store import EventStore
 from infrastructure.ids import id_factory
+from infrastructure.kafka_log import Topics
+from infrastructure.kafka_projector import KafkaProjectionRunner
+from infrastructure.relay import Relay
 from infrastructure.settings import Settings
 from infrastructure.venue import SimulatedVenue, SyntheticLiquidity
 from infrastructure.writer_lock import WriterLock
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionRunner, Projector
 from projections.schema import migrate
 
 
@@ -36,9 +39,10 @@ class ReadSide:
     settings: Settings
     store: EventStore
     read_models: sa.Engine
-    projections: ProjectionRunner
+    projections: Projector
 
     def close(self) -> None:
+        self.projections.stop()
         self.read_models.dispose()
         self.store.close()
 
@@ -50,20 +54,28 @@ class System:
     store: EventStore
     engine: Engine
     read_models: sa.Engine
-    projections: ProjectionRunner
+    projections: Projector
     writer_lock: WriterLock
+    relay: Relay | None = None  # with Kafka configured and kafka_relay on
     _threads: bool = field(default=False, repr=False)
 
     def start(self) -> None:
         self.engine.start()
+        if self.relay is not None:
+            self.relay.start()
         self.projections.start()
         self._threads = True
 
     def close(self) -> None:
         if self._threads:
             self.engine.stop()
+            if self.relay is not None:
+                self.relay.stop()
             self.projections.stop()
             self._threads = False
+        elif self.relay is not None:
+            self.relay.stop()
+        self.projections.stop()
         self.read_models.dispose()
         self.store.close()
         self.writer_lock.release()
@@ -132,8 +144,28 @@ def open_read_side(settings: Settings) -> ReadSide:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(url)
     read_models = read_models_engine(url)
-    runner = ProjectionRunner(read_models, store, settings.projection_batch)
+    runner: Projector
+    if settings.kafka_bootstrap:
+        # The read models follow Kafka (ARCHITECTURE rule 7: configuration, not code paths).
+        runner = KafkaProjectionRunner(
+            read_models, settings.kafka_bootstrap, kafka_topics(settings),
+            group=settings.kafka_consumer_group, batch_size=settings.projection_batch,
+            head=store.stored_head)
+    else:
+        runner = ProjectionRunner(read_models, store, settings.projection_batch)
     return ReadSide(settings, store, read_models, runner)
+
+
+def kafka_topics(settings: Settings) -> Topics:
+    return Topics.with_prefix(settings.kafka_topic_prefix)
+
+
+def open_relay(settings: Settings, store: EventStore) -> Relay:
+    if not settings.kafka_bootstrap:
+        raise ValueError("MARKETLOG_KAFKA_BOOTSTRAP is not set: there is no Kafka to relay to")
+    return Relay(store, settings.kafka_bootstrap, kafka_topics(settings),
+                 partitions=settings.kafka_partitions, replication=settings.kafka_replication,
+                 batch_size=settings.projection_batch)
 
 
 def bootstrap(settings: Settings | None = None, *, start: bool = True,
@@ -158,7 +190,24 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
         lock.release()
         raise
     runner = read.projections
-    engine.on_commit = lambda _position: runner.notify()
+    relay: Relay | None = None
+    if settings.kafka_bootstrap and settings.kafka_relay:
+        try:
+            relay = open_relay(settings, read.store)
+        except BaseException:
+            read.close()
+            lock.release()
+            raise
+        if isinstance(runner, KafkaProjectionRunner):
+            runner.before_catch_up = relay.publish_available
+
+        def committed(_position: int) -> None:
+            relay.notify()
+            runner.notify()
+
+        engine.on_commit = committed
+    else:
+        engine.on_commit = lambda _position: runner.notify()
     store = read.store
     if store.halted is not None:  # a broken chain found at start: up, but never writing
         engine.halted = f"{type(store.halted).__name__}: {store.halted}"
@@ -168,7 +217,8 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
         with contextlib.suppress(StoreHalted):
             engine.run_batch([])
     lock.on_lost = lambda reason: engine.refuse(f"writer lock lost: {reason}")
-    system = System(settings, config, read.store, engine, read.read_models, runner, lock)
+    system = System(settings, config, read.store, engine, read.read_models, runner, lock,
+                    relay)
     if start:
         system.start()
     return system

@@ -65,6 +65,27 @@ class Settings(BaseSettings):
         64 * 1024, gt=0,
         description="Largest HTTP request body the API reads (413 beyond it). An order is "
         "~250 bytes; the cap keeps one client from making the server buffer and echo megabytes.")
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="host:port[,host:port] of the Kafka brokers. Set: the relay publishes every "
+        "event to Kafka and the projections are fed from it; unset = the embedded default "
+        "(projections follow the store's notification log in-process).")
+    kafka_topic_prefix: str = Field(
+        "marketlog", pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Topics are <prefix>.events and <prefix>.checkpoints.")
+    kafka_partitions: int = Field(
+        8, gt=0, le=10_000,
+        description="Partitions of the events topic when the relay creates it (keyed by "
+        "account; never changed afterwards: an account's partition would move).")
+    kafka_replication: int = Field(
+        1, gt=0, le=16, description="Replication factor of the topics the relay creates.")
+    kafka_consumer_group: str = Field(
+        "marketlog-projections", pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Consumer group of the projector; its offsets live in the read-model "
+        "database, not in Kafka.")
+    kafka_relay: bool = Field(
+        True, description="With kafka_bootstrap set, `marketlog serve` runs the relay in "
+        "process; false when a separate `marketlog relay` publishes.")
     host: str = "127.0.0.1"
     port: int = 8000
 

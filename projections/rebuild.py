@@ -26,11 +26,25 @@ def digest(conn: sa.Connection) -> str:
     """sha256 over every row of the views, ordered by primary key, decimals via price_text."""
     hasher = hashlib.sha256()
     for table in DIGESTED:
-        hasher.update(orjson.dumps([table.name, [c.name for c in table.columns]]) + b"\n")
-        stmt = sa.select(table).order_by(*table.primary_key.columns)
-        for row in conn.execution_options(yield_per=10_000).execute(stmt):
-            hasher.update(orjson.dumps([_canonical(v) for v in row]) + b"\n")
+        _feed(hasher, conn, table)
     return hasher.hexdigest()
+
+
+def digests(conn: sa.Connection) -> dict[str, str]:
+    """Each view's own digest (same rules as ``digest``), by table name."""
+    out = {}
+    for table in DIGESTED:
+        hasher = hashlib.sha256()
+        _feed(hasher, conn, table)
+        out[table.name] = hasher.hexdigest()
+    return out
+
+
+def _feed(hasher: Any, conn: sa.Connection, table: sa.Table) -> None:
+    hasher.update(orjson.dumps([table.name, [c.name for c in table.columns]]) + b"\n")
+    stmt = sa.select(table).order_by(*table.primary_key.columns)
+    for row in conn.execution_options(yield_per=10_000).execute(stmt):
+        hasher.update(orjson.dumps([_canonical(v) for v in row]) + b"\n")
 
 
 def rebuild(source: NotificationSource, url: str, batch_size: int = 5000) -> str:

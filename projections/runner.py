@@ -33,18 +33,59 @@ class View(Protocol):
     def process(self, conn: sa.Connection, batch: Sequence[Recorded]) -> None: ...
 
 
+class Projector(Protocol):
+    """What the API and CLI use of whatever feeds the read models: this module's runner
+    (the store's notification log, embedded default) or infrastructure.kafka_projector."""
+
+    last_error: BaseException | None
+    views: tuple[View, ...]
+
+    @property
+    def position(self) -> int: ...
+
+    def wait_for(self, position: int, timeout: float) -> bool: ...
+
+    def catch_up(self) -> int: ...
+
+    def notify(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+def all_views() -> tuple[View, ...]:
+    """Every read model, in the order they are applied (one transaction for all)."""
+    return (OrdersView(), PositionsView(), AuditView())
+
+
+def select_views(names: Sequence[str] | None) -> tuple[View, ...]:
+    """The views named (all when None); an unknown name raises ValueError listing them."""
+    views = all_views()
+    if not names:
+        return views
+    known = {v.name: v for v in views}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown projection(s) {unknown}; known: {sorted(known)}")
+    return tuple(v for v in views if v.name in names)
+
+
 class ConcurrentProjectionError(RuntimeError):
     """Another runner moved a view's position under this one; its batch is rolled back."""
 
 
 class ProjectionRunner:
     def __init__(
-        self, engine: sa.Engine, source: NotificationSource, batch_size: int = 5000
+        self, engine: sa.Engine, source: NotificationSource, batch_size: int = 5000, *,
+        views: Sequence[View] | None = None, until_ns: int | None = None,
     ) -> None:
         self.engine = engine
         self.source = source
         self.batch_size = batch_size
-        self.views: tuple[View, ...] = (OrdersView(), PositionsView(), AuditView())
+        self.views: tuple[View, ...] = tuple(views) if views is not None else all_views()
+        self.until_ns = until_ns  # as-of replay: events stamped later are not applied
+        self._feed_checked = False
         self.last_error: BaseException | None = None
         self._position = 0
         self._applied = threading.Condition()
@@ -75,8 +116,20 @@ class ProjectionRunner:
                 if count < self.batch_size:
                     return reached
 
+    def apply_next_batch(self) -> int:
+        """Apply one batch (replays with a progress bar); the number of log entries read."""
+        with self._catching_up:
+            reached, count = self._apply_next_batch()
+            self._publish(reached)
+            return count
+
     def _apply_next_batch(self) -> tuple[int, int]:
         with self.engine.begin() as conn:
+            if not self._feed_checked:
+                from projections.offsets import check_feed  # imports this module
+
+                check_feed(conn, kafka=False)
+                self._feed_checked = True
             names = [v.name for v in self.views]
             stored = dict.fromkeys(names, 0)
             stored.update(
@@ -89,6 +142,8 @@ class ProjectionRunner:
                 return min(stored.values()), 0
             batch = [decode_notification(*row) for row in rows]
             reached = batch[-1].position
+            if self.until_ns is not None:
+                batch = [r for r in batch if r.event.ts_ns <= self.until_ns]
             for view in self.views:
                 # A view ahead of the others (e.g. the others were added later) skips what
                 # it has already applied: the exactly-once half of ARCHITECTURE rule 6.

@@ -104,6 +104,21 @@ projection_positions = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),
 )
 
+# Kafka-fed projections (ARCHITECTURE rule 6 on a partitioned log): per consumer group and
+# partition, the next offset to read and the last log position applied from it, written in
+# the same transaction as the views. The offset says where to resume; the position is how a
+# record the relay published twice (a crash between publishing and its checkpoint) is
+# recognised and skipped, since the re-published copy has a new offset but the same position.
+projection_offsets = sa.Table(
+    "projection_offsets",
+    metadata,
+    sa.Column("consumer", NAME, primary_key=True),
+    sa.Column("topic", sa.String(249), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("last_position", sa.BigInteger, nullable=False),
+)
+
 
 def select_by_keys(
     conn: sa.Connection, table: sa.Table, keys: list[Any], chunk: int = 2000

@@ -31,6 +31,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from infrastructure.kafka_service import BOOTSTRAP_VAR as KAFKA_BOOTSTRAP_VAR
+from infrastructure.kafka_service import STATE_FILE as KAFKA_STATE_FILE
+from infrastructure.kafka_service import bootstrap_from_env, wait_until_ready
 from infrastructure.postgres_admin import (
     ADMIN_URL_VAR,
     ENGINE_URL_VAR,
@@ -45,12 +48,32 @@ from infrastructure.postgres_admin import (
 from infrastructure.settings import Settings
 
 PG_FIXTURES = {"pg_url", "pg_store", "pg_owner_url", "pg_admin_url", "pg_role_urls"}
+KAFKA_FIXTURES = {"kafka_bootstrap"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if PG_FIXTURES & names:
             item.add_marker(pytest.mark.postgres)
+        if KAFKA_FIXTURES & names:
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """host:port of the shared broker (infrastructure/kafka.sh). Missing or not answering =>
+    the test FAILS (never skips: a skipped Kafka suite would hide failures)."""
+    bootstrap = bootstrap_from_env()
+    if not bootstrap:
+        pytest.fail(f"{KAFKA_BOOTSTRAP_VAR} is not set and {KAFKA_STATE_FILE} does not hold "
+                    "it. Run `make test`, or `bash infrastructure/kafka.sh`.", pytrace=False)
+    try:
+        wait_until_ready(bootstrap, timeout=20)
+    except TimeoutError as exc:
+        pytest.fail(f"the test Kafka ({bootstrap}) does not answer: {exc}. "
+                    "Run `bash infrastructure/kafka.sh`.", pytrace=False)
+    return bootstrap
 
 
 # A thread some test left running keeps the interpreter from exiting after the summary, and

@@ -1029,7 +1029,13 @@ def test_health(client: TestClient, backend: Settings) -> None:
     assert health["engine"]["committed_position"] == 2
     client.get("/orders")  # read-your-writes: projections have caught up after a query
     health = client.get("/health").json()
-    assert health["projections"] == {"position": 2, "lag": 0, "ok": True, "last_error": None}
+    assert health["projections"] == {"position": 2, "lag": 0, "ok": True, "last_error": None,
+                                     "feed": "store", "halted": None, "relay": None,
+                                     "partitions": None}
+    listed = client.get("/projections").json()
+    assert listed["feed"] == "store" and listed["committed_position"] == 2
+    assert [(p["name"], p["position"], p["lag"]) for p in listed["projections"]] == [
+        ("orders", 2, 0), ("positions", 2, 0), ("audit", 2, 0)]
 
 
 def test_a_stopped_engine_is_reported_and_orders_get_503_not_a_hang(

@@ -1,0 +1,345 @@
+"""The projector fed from Kafka: the events topic into the read models, exactly once.
+
+Each poll's records are applied in ONE read-model transaction together with, per partition,
+the next offset and the last log position applied (projections/offsets.py); Kafka's own
+offset commits are never used. A record takes effect only if it is the next of its
+partition in log order (its ``prev`` header is the last position applied from there), so
+re-deliveries, the relay's re-published tail and stray copies of a failed send are all
+skipped (infrastructure/relay.py explains the copies).
+
+Order: one account's events are ordered within a partition, not across partitions; every
+view is per order, per (account, symbol) or keyed by log position, so it is correct under
+that order. How far the read models are "as of the log" is told by the relay's checkpoints:
+the watermark is the newest checkpoint whose per-partition offsets have all been applied,
+i.e. every event up to its position is in the views. Read-your-writes waits on it.
+
+A record that cannot be applied (bad headers, an unknown event or schema version, a hash
+that does not match) stops the projector with an error naming topic, partition and offset,
+and nothing of that poll is applied (no silent skip); after the fix it resumes there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+from infrastructure.kafka_log import (
+    Checkpoint,
+    MalformedRecord,
+    Topics,
+    decode_event,
+    read_event_record,
+)
+from projections import offsets
+from projections.recorded import Recorded
+from projections.runner import View, all_views
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 50
+MAX_BACKOFF_S = 5.0
+
+
+def consumer_config(bootstrap: str, group: str | None, batch_size: int) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": bootstrap.split(","),
+        "group_id": group,
+        "enable_auto_commit": False,  # offsets live in the read-model database
+        "auto_offset_reset": "earliest",
+        "max_poll_records": batch_size,
+        "fetch_max_wait_ms": 20,  # latency of the read models behind the log
+        "max_partition_fetch_bytes": 8 * 1024 * 1024,
+        "fetch_max_bytes": 64 * 1024 * 1024,
+        "client_id": "marketlog-projector",
+    }
+
+
+class ProjectorHalted(RuntimeError):
+    """The projector stopped at a record it cannot apply (see ``cause``)."""
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: KafkaProjectionRunner) -> None:
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass  # nothing to commit: every applied batch already stored its offsets
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.runner._seek_to_stored(list(assigned))
+
+
+class KafkaProjectionRunner:
+    """Same interface as projections.runner.ProjectionRunner (position, wait_for, catch_up,
+    notify, start, stop, last_error), so the API and CLI do not care which feeds the views.
+
+    ``group``: the consumer group (scale-out by partitions); None assigns every partition
+    to this consumer (replays into a fresh database). ``until_ns``: apply only events
+    stamped at or before it (as-of replay).
+    """
+
+    def __init__(self, read_models: sa.Engine, bootstrap: str, topics: Topics, *,
+                 group: str | None, batch_size: int = 5000,
+                 views: Sequence[View] | None = None, until_ns: int | None = None,
+                 consumer_name: str | None = None,
+                 before_catch_up: Callable[[], object] | None = None,
+                 head: Callable[[], int] | None = None) -> None:
+        self.engine = read_models
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group = group
+        self.consumer_name = consumer_name or group or "replay"
+        self.batch_size = batch_size
+        self.views = tuple(views) if views is not None else all_views()
+        self.until_ns = until_ns
+        self.before_catch_up = before_catch_up
+        self.head = head
+        self.last_error: BaseException | None = None
+        self.halted: Exception | None = None  # a record it cannot apply, or mixed feeds
+        self.applied: dict[int, offsets.PartitionState] = {}
+        self.latest_checkpoint: Checkpoint | None = None
+        self._pending: deque[Checkpoint] = deque()
+        self._position = 0
+        self._applied_cv = threading.Condition()
+        self._consuming = threading.Lock()
+        self._consumer: KafkaConsumer | None = None
+        self._checkpoints: KafkaConsumer | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ reading state
+
+    @property
+    def position(self) -> int:
+        """Every event up to this log position is in the views (see module doc)."""
+        with self._applied_cv:
+            return self._position
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        with self._applied_cv:
+            return self._applied_cv.wait_for(lambda: self._position >= position, timeout)
+
+    def lag(self) -> dict[str, Any]:
+        """Per partition: next offset applied, end offset, lag in records; and positions."""
+        cp = self.latest_checkpoint
+        ends = dict(cp.next_offsets) if cp else {}
+        parts = sorted(set(ends) | set(self.applied))
+        return {
+            "position": self.position,
+            "published_position": cp.position if cp else 0,
+            "lag_events": max(0, (cp.position if cp else 0) - self.position),
+            "partitions": [
+                {"partition": p, "next_offset": self.applied.get(p, offsets.START).next_offset,
+                 "published_offset": ends.get(p, 0),
+                 "lag_records": max(0, ends.get(p, 0)
+                                    - self.applied.get(p, offsets.START).next_offset)}
+                for p in parts
+            ],
+        }
+
+    # ------------------------------------------------------------------ consumers
+
+    def _open(self) -> None:
+        if self._consumer is not None:
+            return
+        with self.engine.connect() as conn:
+            offsets.check_feed(conn, kafka=True)
+        consumer = KafkaConsumer(**consumer_config(self.bootstrap, self.group, self.batch_size))
+        if self.group is not None:
+            consumer.subscribe([self.topics.events], listener=_SeekToStored(self))
+        else:
+            parts = _wait_partitions(consumer, self.topics.events)
+            tps = [TopicPartition(self.topics.events, p) for p in parts]
+            consumer.assign(tps)
+            self._seek_to_stored(tps, consumer)
+        checkpoints = KafkaConsumer(**consumer_config(self.bootstrap, None, 10_000))
+        tp = TopicPartition(self.topics.checkpoints, 0)
+        checkpoints.assign([tp])
+        # Only the newest checkpoint matters to a projector starting up; later ones follow.
+        end = checkpoints.end_offsets([tp])[tp]
+        checkpoints.seek(tp, max(0, end - 1))
+        self._consumer, self._checkpoints = consumer, checkpoints
+
+    def _close(self) -> None:
+        for c in (self._consumer, self._checkpoints):
+            if c is not None:
+                try:
+                    c.close(autocommit=False)
+                except Exception:  # closing after a failure
+                    log.debug("closing a consumer", exc_info=True)
+        self._consumer = self._checkpoints = None
+
+    def _seek_to_stored(self, tps: list[Any], consumer: KafkaConsumer | None = None) -> None:
+        consumer = consumer or self._consumer
+        assert consumer is not None
+        with self.engine.connect() as conn:
+            stored = offsets.load(conn, self.consumer_name, self.topics.events)
+        for tp in tps:
+            state = stored.get(tp.partition, offsets.START)
+            consumer.seek(tp, state.next_offset)
+            self.applied[tp.partition] = state
+
+    # ------------------------------------------------------------------ applying
+
+    def step(self, timeout_ms: int = POLL_MS) -> int:
+        """One poll: apply what arrived, follow the checkpoints; the records applied."""
+        self._open()
+        assert self._consumer is not None
+        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_size)
+        applied = self._apply(polled) if polled else 0
+        self._follow_checkpoints()
+        return applied
+
+    def _apply(self, polled: dict[Any, list[Any]]) -> int:
+        batch: list[Recorded] = []
+        moves: dict[int, tuple[offsets.PartitionState | None, offsets.PartitionState]] = {}
+        try:
+            with self.engine.begin() as conn:
+                stored = offsets.load(conn, self.consumer_name, self.topics.events,
+                                      [tp.partition for tp in polled])
+                for tp, records in polled.items():
+                    old = stored.get(tp.partition)
+                    next_offset, last = old or offsets.START
+                    for r in records:
+                        if r.offset < next_offset:
+                            continue  # applied before (a re-delivery after a rebalance)
+                        rec = read_event_record(tp.topic, tp.partition, r.offset, r.headers,
+                                                r.value)
+                        if rec.position <= last or rec.prev != last:
+                            continue  # a copy re-published by the relay, or out of sequence
+                        event, body = decode_event(rec)
+                        if self.until_ns is not None and event.ts_ns > self.until_ns:
+                            continue  # as-of replay: after the point in time asked for
+                        batch.append(Recorded(rec.position, event, body))
+                        last = rec.position
+                    moves[tp.partition] = (old, offsets.PartitionState(records[-1].offset + 1,
+                                                                       last))
+                batch.sort(key=lambda r: r.position)
+                if batch:
+                    for view in self.views:
+                        view.process(conn, batch)
+                for partition, (old, new) in moves.items():
+                    offsets.save(conn, self.consumer_name, self.topics.events, partition,
+                                 old, new)
+        except BaseException:
+            # Nothing of this poll was applied: read it again from the stored offsets.
+            self._seek_to_stored(list(self._consumer.assignment()) if self._consumer else [])
+            raise
+        for partition, (_, new) in moves.items():
+            self.applied[partition] = new
+        return len(batch)
+
+    def _follow_checkpoints(self) -> None:
+        assert self._checkpoints is not None
+        for records in self._checkpoints.poll(timeout_ms=0).values():
+            for r in records:
+                cp = Checkpoint.decode(r.value)
+                self._pending.append(cp)
+                self.latest_checkpoint = cp
+        reached = None
+        while self._pending and all(
+                self.applied.get(p, offsets.START).next_offset >= o
+                for p, o in self._pending[0].next_offsets.items()):
+            reached = self._pending.popleft().position
+        if reached is not None:
+            with self._applied_cv:
+                if reached > self._position:
+                    self._position = reached
+                    self._applied_cv.notify_all()
+
+    # ------------------------------------------------------------------ driving
+
+    def catch_up(self, timeout: float = 120.0) -> int:
+        """Apply everything up to the store's head (publishing it first when the relay runs
+        in this process); the position reached. Raises ProjectorHalted or TimeoutError."""
+        if self.before_catch_up is not None:
+            self.before_catch_up()
+        target = self.head() if self.head is not None else None
+        deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            if target is not None and not self.wait_for(target, timeout):
+                raise TimeoutError(self._behind(target))
+            return self.position
+        with self._consuming:
+            while True:
+                if self.halted is not None:
+                    raise ProjectorHalted(str(self.halted)) from self.halted
+                try:
+                    self.step()
+                except (MalformedRecord, offsets.MixedFeedError) as exc:
+                    self.halted = exc
+                    raise ProjectorHalted(str(exc)) from exc
+                if target is None:
+                    target = self.latest_checkpoint.position if self.latest_checkpoint else 0
+                if self.position >= target:
+                    return self.position
+                if time.monotonic() > deadline:
+                    raise TimeoutError(self._behind(target))
+
+    def _behind(self, target: int) -> str:
+        return (f"the read models reached log position {self.position} of {target} "
+                f"({self.last_error or self.halted or 'still catching up'})")
+
+    def notify(self) -> None:
+        """Nothing to do: the projector polls Kafka continuously (kept for the interface)."""
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("projector already started")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="kafka-projector", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._consuming:
+            self._close()
+
+    def run_forever(self) -> None:
+        """`marketlog project`: apply until interrupted or halted."""
+        self._run()
+        if self.halted is not None:
+            raise ProjectorHalted(str(self.halted)) from self.halted
+
+    def _run(self) -> None:
+        failures = 0
+        with self._consuming:
+            while not self._stopping.is_set():
+                try:
+                    self.step()
+                except (MalformedRecord, offsets.MixedFeedError) as exc:
+                    self.halted = self.last_error = exc
+                    log.error("projector stopped: %s", exc)
+                    self._close()
+                    return
+                except Exception as exc:
+                    # A database or broker outage: retry, backing off; on last_error meanwhile.
+                    failures += 1
+                    self.last_error = exc
+                    log.warning("projector: applying failed (attempt %d): %s", failures, exc)
+                    self._close()
+                    self._stopping.wait(min(0.2 * 2**failures, MAX_BACKOFF_S))
+                    continue
+                failures = 0
+                self.last_error = None
+            self._close()
+
+
+def _wait_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while not (found := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")
+        time.sleep(0.1)
+    return sorted(found)

@@ -1,0 +1,274 @@
+"""The relay: follows the event store's notification log and publishes every event to Kafka.
+
+One record per event (infrastructure/kafka_log.py gives the format), idempotent producer with
+``acks=all``. Progress is durable on Kafka itself: after each batch is acknowledged, a
+checkpoint (the chain head and, per partition, the next offset and last position) goes to the
+checkpoints topic; a restarted relay resumes after the last checkpoint. What was published
+after it (a crash between a batch and its checkpoint) is published again, at most one batch:
+consumers recognise the copies by log position and skip them, so nothing is lost and nothing
+counts twice (ARCHITECTURE rules 1 and 6).
+
+Why the ``prev`` header: if a send fails part-way, later records of the same partition may
+already be on the topic, out of sequence with the missing one. The relay then starts again
+from its last checkpoint, so every record after it arrives again in order; a consumer
+applies a record only when its ``prev`` is the last position it applied from that partition
+(the next one in sequence), which skips both the stray first copies and the duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from infrastructure import codec
+from infrastructure.kafka_log import (
+    CHECKPOINTS_TOPIC_CONFIG,
+    EVENTS_TOPIC_CONFIG,
+    Checkpoint,
+    Topics,
+    event_headers,
+    key_of,
+    partition_for,
+    read_checkpoints,
+)
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_S = 0.2
+MAX_BACKOFF_S = 5.0
+SEND_TIMEOUT_S = 60.0
+
+
+class NotificationLog(Protocol):
+    store_id: str
+
+    def select(self, after: int, limit: int) -> list[tuple[int, str, bytes]]: ...
+
+
+class RelayError(RuntimeError):
+    """The topics cannot take this store's events (another store's, or re-partitioned)."""
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": bootstrap.split(","),
+        "acks": "all",
+        "enable_idempotence": True,  # a retried send is written once, in order per partition
+        "max_in_flight_requests_per_connection": 5,
+        "linger_ms": 5,
+        "batch_size": 512 * 1024,
+        "delivery_timeout_ms": int(SEND_TIMEOUT_S * 1000),
+        "request_timeout_ms": 30_000,
+        "retries": 2**31 - 1,
+        "client_id": "marketlog-relay",
+    }
+
+
+def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: int) -> int:
+    """Create the events and checkpoints topics if missing; the events topic's partition
+    count (an existing topic keeps its own: re-partitioning would move accounts)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
+                             client_id="marketlog-admin")
+    try:
+        wanted = [
+            NewTopic(topics.events, partitions, replication, topic_configs=EVENTS_TOPIC_CONFIG),
+            NewTopic(topics.checkpoints, 1, replication, topic_configs=CHECKPOINTS_TOPIC_CONFIG),
+        ]
+        existing = set(admin.list_topics())
+        for topic in wanted:
+            if topic.name not in existing:
+                with contextlib.suppress(TopicAlreadyExistsError):  # a peer was first
+                    admin.create_topics([topic])
+        described = admin.describe_topics([topics.events])
+        return len(described[0]["partitions"])
+    finally:
+        admin.close()
+
+
+def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","))
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not (found := consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise RelayError(f"topic {topic} has no partitions (does it exist?)")
+            time.sleep(0.1)
+        return len(found)
+    finally:
+        consumer.close()
+
+
+def last_checkpoint(bootstrap: str, topics: Topics) -> Checkpoint | None:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
+    try:
+        found = list(read_checkpoints(consumer, topics.checkpoints, last_only=True))
+        return found[-1] if found else None
+    finally:
+        consumer.close()
+
+
+class Relay:
+    """Publishes the store's events in log order; safe to SIGKILL at any point."""
+
+    def __init__(self, source: NotificationLog, bootstrap: str, topics: Topics, *,
+                 partitions: int = 8, replication: int = 1, batch_size: int = 5000,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self.source = source
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.batch_size = batch_size
+        self.clock = clock
+        self.partitions = ensure_topics(bootstrap, topics, partitions, replication)
+        self.last_error: BaseException | None = None
+        self.checkpoint = self._recover()
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()  # one publisher at a time (thread and callers)
+        self._published = threading.Condition()
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ progress
+
+    def _recover(self) -> Checkpoint:
+        found = last_checkpoint(self.bootstrap, self.topics)
+        if found is None:
+            return Checkpoint(self.source.store_id, 0, codec.GENESIS_HASH, 0, self.partitions,
+                              {}, {})
+        if found.store_id != self.source.store_id:
+            raise RelayError(
+                f"{self.topics.checkpoints} holds the events of store {found.store_id}, not of "
+                f"this store ({self.source.store_id}): use another MARKETLOG_KAFKA_TOPIC_PREFIX")
+        if found.partitions != self.partitions:
+            raise RelayError(
+                f"{self.topics.events} has {self.partitions} partitions but was published with "
+                f"{found.partitions}: accounts would change partition, refusing")
+        return found
+
+    @property
+    def position(self) -> int:
+        """The last log position on Kafka with its checkpoint."""
+        return self.checkpoint.position
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        with self._published:
+            return self._published.wait_for(lambda: self.checkpoint.position >= position,
+                                            timeout)
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish_available(self) -> int:
+        """Publish everything the store holds beyond the last checkpoint; the position
+        reached. Raises on a broker failure (after which the next call starts again from
+        the last checkpoint)."""
+        with self._lock:
+            while True:
+                rows = self.source.select(self.checkpoint.position, self.batch_size)
+                if not rows:
+                    return self.checkpoint.position
+                try:
+                    self._publish(rows)
+                except BaseException:
+                    self._reset_producer()
+                    raise
+                if len(rows) < self.batch_size:
+                    return self.checkpoint.position
+
+    def _publish(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        producer = self._producer or self._new_producer()
+        cp = self.checkpoint
+        last_positions = dict(cp.last_positions)
+        partitions, events_topic = self.partitions, self.topics.events
+        futures = []
+        for position, topic, state in rows:
+            key = key_of(state)
+            partition = partition_for(key, partitions)
+            prev = last_positions.get(partition, 0)
+            headers = event_headers(codec.name_of_topic(topic), position, prev,
+                                    codec.stored_hash(state))
+            futures.append(producer.send(events_topic, value=state, key=key, headers=headers,
+                                         partition=partition))
+            last_positions[partition] = position
+        producer.flush(timeout=SEND_TIMEOUT_S)
+        next_offsets = dict(cp.next_offsets)
+        for future in futures:
+            metadata = future.get(timeout=0)  # raises the send's error, if any
+            if metadata.offset + 1 > next_offsets.get(metadata.partition, 0):
+                next_offsets[metadata.partition] = metadata.offset + 1
+        position, _, state = rows[-1]
+        checkpoint = Checkpoint(self.source.store_id, position, codec.stored_hash(state),
+                                self.clock(), partitions, next_offsets, last_positions)
+        producer.send(self.topics.checkpoints, value=checkpoint.encode(),
+                      key=self.source.store_id.encode(), partition=0).get(
+                          timeout=SEND_TIMEOUT_S)
+        with self._published:
+            self.checkpoint = checkpoint
+            self._published.notify_all()
+
+    def _new_producer(self) -> KafkaProducer:
+        self._producer = KafkaProducer(**producer_config(self.bootstrap))
+        return self._producer
+
+    def _reset_producer(self) -> None:
+        """After a failed send: a new producer, from the last checkpoint (see module doc)."""
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=1)
+            except Exception:  # closing a broken producer; nothing to keep
+                log.debug("closing the failed producer", exc_info=True)
+            self._producer = None
+
+    # ------------------------------------------------------------------ thread
+
+    def notify(self) -> None:
+        """New events were committed: publish now rather than at the next tick."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("relay already started")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._lock:
+            self._reset_producer()
+
+    def run_forever(self) -> None:
+        """`marketlog relay`: publish until interrupted."""
+        self._run()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            try:
+                self.publish_available()
+            except Exception as exc:
+                # A broker outage: retry from the last checkpoint, backing off; visible on
+                # last_error (and /health) meanwhile. The store keeps every event.
+                failures += 1
+                self.last_error = exc
+                log.warning("relay: publishing failed (attempt %d): %s", failures, exc)
+                self._stopping.wait(min(IDLE_WAIT_S * 2**failures, MAX_BACKOFF_S))
+                continue
+            failures = 0
+            self.last_error = None
+            self._wakeup.wait(IDLE_WAIT_S)
+
+    def close(self) -> None:
+        self.stop()

@@ -161,7 +161,8 @@ def replay(
             total = checkpoint.position if checkpoint else 0
             runner = KafkaProjectionRunner(engine, settings.kafka_bootstrap, topics, group=None,
                                            batch_size=settings.projection_batch, views=views,
-                                           until_ns=until_ns, consumer_name="replay")
+                                           until_ns=until_ns, consumer_name="replay",
+                                           client=settings.kafka_client)
             source = f"Kafka {topics.events}"
             with progress:
                 task = progress.add_task("replay", total=total)

@@ -150,7 +150,7 @@ def open_read_side(settings: Settings) -> ReadSide:
         runner = KafkaProjectionRunner(
             read_models, settings.kafka_bootstrap, kafka_topics(settings),
             group=settings.kafka_consumer_group, batch_size=settings.projection_batch,
-            head=store.stored_head)
+            head=store.stored_head, client=settings.kafka_client)
     else:
         runner = ProjectionRunner(read_models, store, settings.projection_batch)
     return ReadSide(settings, store, read_models, runner)
@@ -165,7 +165,7 @@ def open_relay(settings: Settings, store: EventStore) -> Relay:
         raise ValueError("MARKETLOG_KAFKA_BOOTSTRAP is not set: there is no Kafka to relay to")
     return Relay(store, settings.kafka_bootstrap, kafka_topics(settings),
                  partitions=settings.kafka_partitions, replication=settings.kafka_replication,
-                 batch_size=settings.projection_batch)
+                 batch_size=settings.projection_batch, client=settings.kafka_client)
 
 
 def bootstrap(settings: Settings | None = None, *, start: bool = True,

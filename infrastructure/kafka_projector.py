@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
+from infrastructure import kafka_clients
+from infrastructure.kafka_clients import Consumer, Received
 from infrastructure.kafka_log import (
     Checkpoint,
     MalformedRecord,
@@ -48,33 +48,8 @@ POLL_MS = 50
 MAX_BACKOFF_S = 5.0
 
 
-def consumer_config(bootstrap: str, group: str | None, batch_size: int) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": bootstrap.split(","),
-        "group_id": group,
-        "enable_auto_commit": False,  # offsets live in the read-model database
-        "auto_offset_reset": "earliest",
-        "max_poll_records": batch_size,
-        "fetch_max_wait_ms": 20,  # latency of the read models behind the log
-        "max_partition_fetch_bytes": 8 * 1024 * 1024,
-        "fetch_max_bytes": 64 * 1024 * 1024,
-        "client_id": "marketlog-projector",
-    }
-
-
 class ProjectorHalted(RuntimeError):
     """The projector stopped at a record it cannot apply (see ``cause``)."""
-
-
-class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: KafkaProjectionRunner) -> None:
-        self.runner = runner
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        pass  # nothing to commit: every applied batch already stored its offsets
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.runner._seek_to_stored(list(assigned))
 
 
 class KafkaProjectionRunner:
@@ -91,9 +66,10 @@ class KafkaProjectionRunner:
                  views: Sequence[View] | None = None, until_ns: int | None = None,
                  consumer_name: str | None = None,
                  before_catch_up: Callable[[], object] | None = None,
-                 head: Callable[[], int] | None = None) -> None:
+                 head: Callable[[], int] | None = None, client: str = "kafka-python") -> None:
         self.engine = read_models
         self.bootstrap = bootstrap
+        self.client = client
         self.topics = topics
         self.group = group
         self.consumer_name = consumer_name or group or "replay"
@@ -110,8 +86,8 @@ class KafkaProjectionRunner:
         self._position = 0
         self._applied_cv = threading.Condition()
         self._consuming = threading.Lock()
-        self._consumer: KafkaConsumer | None = None
-        self._checkpoints: KafkaConsumer | None = None
+        self._consumer: Consumer | None = None
+        self._checkpoints: Consumer | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -152,40 +128,39 @@ class KafkaProjectionRunner:
             return
         with self.engine.connect() as conn:
             offsets.check_feed(conn, kafka=True)
-        consumer = KafkaConsumer(**consumer_config(self.bootstrap, self.group, self.batch_size))
-        if self.group is not None:
-            consumer.subscribe([self.topics.events], listener=_SeekToStored(self))
-        else:
-            parts = _wait_partitions(consumer, self.topics.events)
-            tps = [TopicPartition(self.topics.events, p) for p in parts]
-            consumer.assign(tps)
-            self._seek_to_stored(tps, consumer)
-        checkpoints = KafkaConsumer(**consumer_config(self.bootstrap, None, 10_000))
-        tp = TopicPartition(self.topics.checkpoints, 0)
-        checkpoints.assign([tp])
+        events = self.topics.events
+        consumer = kafka_clients.consumer(self.client, self.bootstrap, self.group,
+                                          self.batch_size)
+        try:
+            if self.group is not None:
+                consumer.subscribe(events, self._starts)
+            else:
+                consumer.assign(events, self._starts(consumer.partitions_for(events)))
+            checkpoints = kafka_clients.consumer(self.client, self.bootstrap, None, 10_000)
+        except BaseException:
+            consumer.close()
+            raise
         # Only the newest checkpoint matters to a projector starting up; later ones follow.
-        end = checkpoints.end_offsets([tp])[tp]
-        checkpoints.seek(tp, max(0, end - 1))
+        end = checkpoints.end_offset(self.topics.checkpoints, 0)
+        checkpoints.assign(self.topics.checkpoints, {0: max(0, end - 1)})
         self._consumer, self._checkpoints = consumer, checkpoints
 
     def _close(self) -> None:
         for c in (self._consumer, self._checkpoints):
             if c is not None:
                 try:
-                    c.close(autocommit=False)
+                    c.close()
                 except Exception:  # closing after a failure
                     log.debug("closing a consumer", exc_info=True)
         self._consumer = self._checkpoints = None
 
-    def _seek_to_stored(self, tps: list[Any], consumer: KafkaConsumer | None = None) -> None:
-        consumer = consumer or self._consumer
-        assert consumer is not None
+    def _starts(self, partitions: list[int]) -> dict[int, int]:
+        """Where to read each partition from: the offsets stored with the read models."""
         with self.engine.connect() as conn:
             stored = offsets.load(conn, self.consumer_name, self.topics.events)
-        for tp in tps:
-            state = stored.get(tp.partition, offsets.START)
-            consumer.seek(tp, state.next_offset)
-            self.applied[tp.partition] = state
+        for p in partitions:
+            self.applied[p] = stored.get(p, offsets.START)
+        return {p: self.applied[p].next_offset for p in partitions}
 
     # ------------------------------------------------------------------ applying
 
@@ -193,26 +168,25 @@ class KafkaProjectionRunner:
         """One poll: apply what arrived, follow the checkpoints; the records applied."""
         self._open()
         assert self._consumer is not None
-        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_size)
+        polled = self._consumer.poll(timeout_ms, self.batch_size)
         applied = self._apply(polled) if polled else 0
         self._follow_checkpoints()
         return applied
 
-    def _apply(self, polled: dict[Any, list[Any]]) -> int:
+    def _apply(self, polled: dict[tuple[str, int], list[Received]]) -> int:
         batch: list[Recorded] = []
         moves: dict[int, tuple[offsets.PartitionState | None, offsets.PartitionState]] = {}
         try:
             with self.engine.begin() as conn:
                 stored = offsets.load(conn, self.consumer_name, self.topics.events,
-                                      [tp.partition for tp in polled])
-                for tp, records in polled.items():
-                    old = stored.get(tp.partition)
+                                      [partition for _, partition in polled])
+                for (topic, partition), records in polled.items():
+                    old = stored.get(partition)
                     next_offset, last = old or offsets.START
                     for r in records:
                         if r.offset < next_offset:
                             continue  # applied before (a re-delivery after a rebalance)
-                        rec = read_event_record(tp.topic, tp.partition, r.offset, r.headers,
-                                                r.value)
+                        rec = read_event_record(topic, partition, r.offset, r.headers, r.value)
                         if rec.position <= last or rec.prev != last:
                             continue  # a copy re-published by the relay, or out of sequence
                         event, body = decode_event(rec)
@@ -220,8 +194,8 @@ class KafkaProjectionRunner:
                             continue  # as-of replay: after the point in time asked for
                         batch.append(Recorded(rec.position, event, body))
                         last = rec.position
-                    moves[tp.partition] = (old, offsets.PartitionState(records[-1].offset + 1,
-                                                                       last))
+                    moves[partition] = (old, offsets.PartitionState(records[-1].offset + 1,
+                                                                    last))
                 batch.sort(key=lambda r: r.position)
                 if batch:
                     for view in self.views:
@@ -230,8 +204,9 @@ class KafkaProjectionRunner:
                     offsets.save(conn, self.consumer_name, self.topics.events, partition,
                                  old, new)
         except BaseException:
-            # Nothing of this poll was applied: read it again from the stored offsets.
-            self._seek_to_stored(list(self._consumer.assignment()) if self._consumer else [])
+            # Nothing of this poll was applied: read it again from the stored offsets (a new
+            # consumer starts there).
+            self._close()
             raise
         for partition, (_, new) in moves.items():
             self.applied[partition] = new
@@ -239,7 +214,7 @@ class KafkaProjectionRunner:
 
     def _follow_checkpoints(self) -> None:
         assert self._checkpoints is not None
-        for records in self._checkpoints.poll(timeout_ms=0).values():
+        for records in self._checkpoints.poll(0, 10_000).values():
             for r in records:
                 cp = Checkpoint.decode(r.value)
                 self._pending.append(cp)
@@ -336,10 +311,3 @@ class KafkaProjectionRunner:
             self._close()
 
 
-def _wait_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while not (found := consumer.partitions_for_topic(topic)):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")
-        time.sleep(0.1)
-    return sorted(found)

@@ -22,13 +22,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from infrastructure import codec
+from infrastructure import codec, kafka_clients
+from infrastructure.kafka_clients import SEND_TIMEOUT_S, Producer
+from infrastructure.kafka_clients import kafka_python_producer_config as producer_config
 from infrastructure.kafka_log import (
     CHECKPOINTS_TOPIC_CONFIG,
     EVENTS_TOPIC_CONFIG,
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.2
 MAX_BACKOFF_S = 5.0
-SEND_TIMEOUT_S = 60.0
+__all__ = ["Relay", "RelayError", "ensure_topics", "last_checkpoint", "producer_config"]
 
 
 class NotificationLog(Protocol):
@@ -55,21 +57,6 @@ class NotificationLog(Protocol):
 
 class RelayError(RuntimeError):
     """The topics cannot take this store's events (another store's, or re-partitioned)."""
-
-
-def producer_config(bootstrap: str) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": bootstrap.split(","),
-        "acks": "all",
-        "enable_idempotence": True,  # a retried send is written once, in order per partition
-        "max_in_flight_requests_per_connection": 5,
-        "linger_ms": 5,
-        "batch_size": 512 * 1024,
-        "delivery_timeout_ms": int(SEND_TIMEOUT_S * 1000),
-        "request_timeout_ms": 30_000,
-        "retries": 2**31 - 1,
-        "client_id": "marketlog-relay",
-    }
 
 
 def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: int) -> int:
@@ -120,16 +107,18 @@ class Relay:
 
     def __init__(self, source: NotificationLog, bootstrap: str, topics: Topics, *,
                  partitions: int = 8, replication: int = 1, batch_size: int = 5000,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, client: str = "kafka-python",
+                 ) -> None:
         self.source = source
         self.bootstrap = bootstrap
+        self.client = client
         self.topics = topics
         self.batch_size = batch_size
         self.clock = clock
         self.partitions = ensure_topics(bootstrap, topics, partitions, replication)
         self.last_error: BaseException | None = None
         self.checkpoint = self._recover()
-        self._producer: KafkaProducer | None = None
+        self._producer: Producer | None = None
         self._lock = threading.Lock()  # one publisher at a time (thread and callers)
         self._published = threading.Condition()
         self._wakeup = threading.Event()
@@ -187,41 +176,37 @@ class Relay:
         cp = self.checkpoint
         last_positions = dict(cp.last_positions)
         partitions, events_topic = self.partitions, self.topics.events
-        futures = []
+        send = producer.send
         for position, topic, state in rows:
-            key = key_of(state)
+            name = codec.name_of_topic(topic)
+            key = key_of(state, name)
             partition = partition_for(key, partitions)
-            prev = last_positions.get(partition, 0)
-            headers = event_headers(codec.name_of_topic(topic), position, prev,
-                                    codec.stored_hash(state))
-            futures.append(producer.send(events_topic, value=state, key=key, headers=headers,
-                                         partition=partition))
+            send(events_topic, partition, key, state,
+                 event_headers(name, position, last_positions.get(partition, 0),
+                               codec.stored_hash(state)))
             last_positions[partition] = position
-        producer.flush(timeout=SEND_TIMEOUT_S)
         next_offsets = dict(cp.next_offsets)
-        for future in futures:
-            metadata = future.get(timeout=0)  # raises the send's error, if any
-            if metadata.offset + 1 > next_offsets.get(metadata.partition, 0):
-                next_offsets[metadata.partition] = metadata.offset + 1
+        for (_, partition), end in producer.flush(SEND_TIMEOUT_S).items():  # raises on a loss
+            next_offsets[partition] = max(end, next_offsets.get(partition, 0))
         position, _, state = rows[-1]
         checkpoint = Checkpoint(self.source.store_id, position, codec.stored_hash(state),
                                 self.clock(), partitions, next_offsets, last_positions)
-        producer.send(self.topics.checkpoints, value=checkpoint.encode(),
-                      key=self.source.store_id.encode(), partition=0).get(
-                          timeout=SEND_TIMEOUT_S)
+        producer.send(self.topics.checkpoints, 0, self.source.store_id.encode(),
+                      checkpoint.encode())
+        producer.flush(SEND_TIMEOUT_S)
         with self._published:
             self.checkpoint = checkpoint
             self._published.notify_all()
 
-    def _new_producer(self) -> KafkaProducer:
-        self._producer = KafkaProducer(**producer_config(self.bootstrap))
+    def _new_producer(self) -> Producer:
+        self._producer = kafka_clients.producer(self.client, self.bootstrap)
         return self._producer
 
     def _reset_producer(self) -> None:
         """After a failed send: a new producer, from the last checkpoint (see module doc)."""
         if self._producer is not None:
             try:
-                self._producer.close(timeout=1)
+                self._producer.close()
             except Exception:  # closing a broken producer; nothing to keep
                 log.debug("closing the failed producer", exc_info=True)
             self._producer = None

@@ -20,12 +20,14 @@ from infrastructure.settings import Settings
 from tests.e2e.test_api import new_order
 
 
-@pytest.fixture
-def kafka_settings(backend: Settings, kafka_bootstrap: str) -> Settings:
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_settings(request: pytest.FixtureRequest, backend: Settings,
+                   kafka_bootstrap: str) -> Settings:
     return backend.model_copy(update={
         "kafka_bootstrap": kafka_bootstrap,
         "kafka_topic_prefix": f"t-api-{uuid.uuid4().hex[:10]}",
         "kafka_partitions": 3,
+        "kafka_client": request.param,
     })
 
 

@@ -160,12 +160,13 @@ def kafka_topics(settings: Settings) -> Topics:
     return Topics.with_prefix(settings.kafka_topic_prefix)
 
 
-def open_relay(settings: Settings, store: EventStore) -> Relay:
+def open_relay(settings: Settings, store: EventStore, *, connect: bool = True) -> Relay:
     if not settings.kafka_bootstrap:
         raise ValueError("MARKETLOG_KAFKA_BOOTSTRAP is not set: there is no Kafka to relay to")
     return Relay(store, settings.kafka_bootstrap, kafka_topics(settings),
                  partitions=settings.kafka_partitions, replication=settings.kafka_replication,
-                 batch_size=settings.projection_batch, client=settings.kafka_client)
+                 batch_size=settings.projection_batch, client=settings.kafka_client,
+                 connect=connect)
 
 
 def bootstrap(settings: Settings | None = None, *, start: bool = True,
@@ -192,12 +193,9 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
     runner = read.projections
     relay: Relay | None = None
     if settings.kafka_bootstrap and settings.kafka_relay:
-        try:
-            relay = open_relay(settings, read.store)
-        except BaseException:
-            read.close()
-            lock.release()
-            raise
+        # Not connected yet: an engine starts and trades while Kafka is down; the relay
+        # connects and catches up in its thread (its error shows in /health meanwhile).
+        relay = open_relay(settings, read.store, connect=False)
         if isinstance(runner, KafkaProjectionRunner):
             runner.before_catch_up = relay.publish_available
 

@@ -82,6 +82,11 @@ def consumer(client: str, bootstrap: str, group: str | None, batch_size: int) ->
 
 
 SEND_TIMEOUT_S = 60.0
+# Every kafka-python client: a broker that is down fails a connect within seconds (its
+# default waits 30 s), and one that comes back is found within a second (its default
+# backoff grows to 30 s: a relay would sit idle for half a minute after an outage).
+KAFKA_PYTHON_COMMON: dict[str, Any] = {"reconnect_backoff_max_ms": 1000,
+                                       "bootstrap_timeout_ms": 5000}
 
 
 # ----------------------------------------------------------------------------- kafka-python
@@ -100,6 +105,7 @@ def kafka_python_producer_config(bootstrap: str, client_id: str = "marketlog-rel
         "request_timeout_ms": 30_000,
         "retries": 2**31 - 1,
         "client_id": client_id,
+        **KAFKA_PYTHON_COMMON,
     }
 
 
@@ -147,6 +153,7 @@ class KafkaPythonConsumer:
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             client_id="marketlog-projector",
+            **KAFKA_PYTHON_COMMON,
         )
 
     def subscribe(self, topic: str, on_assign: Callable[[list[int]], dict[int, int]]) -> None:
@@ -216,6 +223,7 @@ class ConfluentProducer:
             "queue.buffering.max.kbytes": 1024 * 1024,
             "delivery.timeout.ms": int(SEND_TIMEOUT_S * 1000),
             "client.id": client_id,
+            "reconnect.backoff.max.ms": 1000,
         })
         self._lock = threading.Lock()
         self._ends: dict[tuple[str, int], int] = {}
@@ -268,6 +276,7 @@ class ConfluentConsumer:
             "fetch.queue.backoff.ms": 1,  # the default caps draining near 170k records/s
             "queued.max.messages.kbytes": 256 * 1024,
             "client.id": "marketlog-projector",
+            "reconnect.backoff.max.ms": 1000,
         })
         self._batch = batch_size
 

@@ -36,6 +36,7 @@ from kafka.partitioner.default import murmur2
 from domain.events import EVENT_TYPES
 from infrastructure import codec
 from infrastructure.anchors import AnchorEntry
+from infrastructure.kafka_clients import KAFKA_PYTHON_COMMON
 
 FIRM_KEY = "_firm"
 RECORD_FORMAT = 1  # of the checkpoint records
@@ -229,7 +230,7 @@ class CheckpointsAnchor:
         self.topic = topics.checkpoints
         self.store_id = store_id
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","),
-                                       enable_auto_commit=False)
+                                       enable_auto_commit=False, **KAFKA_PYTHON_COMMON)
         self._tp = TopicPartition(self.topic, 0)
 
     def record(self, position: int, head_hash: str, at_ns: int) -> None:

@@ -29,7 +29,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from infrastructure import codec, kafka_clients
-from infrastructure.kafka_clients import SEND_TIMEOUT_S, Producer
+from infrastructure.kafka_clients import KAFKA_PYTHON_COMMON, SEND_TIMEOUT_S, Producer
 from infrastructure.kafka_clients import kafka_python_producer_config as producer_config
 from infrastructure.kafka_log import (
     CHECKPOINTS_TOPIC_CONFIG,
@@ -63,7 +63,7 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: 
     """Create the events and checkpoints topics if missing; the events topic's partition
     count (an existing topic keeps its own: re-partitioning would move accounts)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
-                             client_id="marketlog-admin")
+                             client_id="marketlog-admin", **KAFKA_PYTHON_COMMON)
     try:
         wanted = [
             NewTopic(topics.events, partitions, replication, topic_configs=EVENTS_TOPIC_CONFIG),
@@ -81,7 +81,7 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: 
 
 
 def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","))
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), **KAFKA_PYTHON_COMMON)
     try:
         deadline = time.monotonic() + timeout_s
         while not (found := consumer.partitions_for_topic(topic)):
@@ -94,7 +94,8 @@ def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int
 
 
 def last_checkpoint(bootstrap: str, topics: Topics) -> Checkpoint | None:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+                             **KAFKA_PYTHON_COMMON)
     try:
         found = list(read_checkpoints(consumer, topics.checkpoints, last_only=True))
         return found[-1] if found else None
@@ -108,24 +109,42 @@ class Relay:
     def __init__(self, source: NotificationLog, bootstrap: str, topics: Topics, *,
                  partitions: int = 8, replication: int = 1, batch_size: int = 5000,
                  clock: Callable[[], int] = time.time_ns, client: str = "kafka-python",
-                 ) -> None:
+                 connect: bool = True) -> None:
+        """``connect``: create the topics and read the last checkpoint now (raising if Kafka
+        does not answer); False defers that to the first publish, so an engine starts, and
+        keeps trading, while Kafka is down (the store is the truth; the relay catches up)."""
         self.source = source
         self.bootstrap = bootstrap
         self.client = client
         self.topics = topics
         self.batch_size = batch_size
         self.clock = clock
-        self.partitions = ensure_topics(bootstrap, topics, partitions, replication)
         self.last_error: BaseException | None = None
-        self.checkpoint = self._recover()
+        self._wanted = (partitions, replication)
+        self.partitions = 0  # known once connected
+        self.checkpoint = Checkpoint(source.store_id, 0, codec.GENESIS_HASH, 0, 0, {}, {})
+        self._connected = False
         self._producer: Producer | None = None
         self._lock = threading.Lock()  # one publisher at a time (thread and callers)
         self._published = threading.Condition()
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        if connect:
+            self.connect()
 
     # ------------------------------------------------------------------ progress
+
+    def connect(self) -> None:
+        """Create the topics if missing and resume after the last checkpoint (idempotent)."""
+        if self._connected:
+            return
+        self.partitions = ensure_topics(self.bootstrap, self.topics, *self._wanted)
+        checkpoint = self._recover()
+        with self._published:
+            self.checkpoint = checkpoint
+            self._published.notify_all()
+        self._connected = True
 
     def _recover(self) -> Checkpoint:
         found = last_checkpoint(self.bootstrap, self.topics)
@@ -159,6 +178,7 @@ class Relay:
         reached. Raises on a broker failure (after which the next call starts again from
         the last checkpoint)."""
         with self._lock:
+            self.connect()
             while True:
                 rows = self.source.select(self.checkpoint.position, self.batch_size)
                 if not rows:

@@ -3,7 +3,10 @@ bench/results/latest.md.
 
 Rows: (1) in-memory decision latency, (2) durable throughput on SQLite and PostgreSQL,
 (3) resident memory per live order, (4) the naive eventsourcing baseline, (5) orders through
-the HTTP API, (6) memory over trading days of finished orders, (7) restart time after them.
+the HTTP API, (6) memory over trading days of finished orders, (7) restart time after them;
+the event log on Kafka (bench/kafka.py, skipped without a broker): (8) relay, (9) projector,
+(10) end to end, (11) lag under steady load, (12) the Kafka client alone, (13) rebuild
+from Kafka, (14) durable throughput with the relay in process.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import decision, durable, http, naive
+from bench import decision, durable, http, kafka, naive
 from bench.conditions import cores, cpu_model, sqlite_settings
 from bench.pg import NoPostgres, admin_url, server_settings, throwaway_database, throwaway_store
 from bench.workload import MIX_DESCRIPTION, commands
@@ -57,6 +60,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "100000)")
     p.add_argument("--restart-days", type=int, default=10)
     p.add_argument("--skip-postgres", action="store_true")
+    p.add_argument("--skip-kafka", action="store_true", help="skip rows 8-14 (Kafka)")
+    p.add_argument("--kafka-events", type=int, default=None,
+                   help="events through relay/projector/end to end/client rows 8-12 (default "
+                        "300000; quick 50000)")
+    p.add_argument("--kafka-rebuild-events", type=int, default=None,
+                   help="events of the rebuild row 13 (default 1000000; quick 100000)")
+    p.add_argument("--kafka-lag-rate", type=float, default=20_000,
+                   help="open-loop orders/s of the lag row 11 (a lower sustainable rate is "
+                        "also run when the machine cannot keep it)")
+    p.add_argument("--kafka-lag-seconds", type=float, default=None,
+                   help="seconds of load per lag run (default 15; quick 5)")
+    p.add_argument("--kafka-clients", default=None,
+                   help="comma-separated Kafka clients to measure (default: every one "
+                        "installed: kafka-python, confluent)")
     p.add_argument("--skip-recorder-comparison", action="store_true",
                    help="skip the comparison with the library's recorder as shipped")
     a = p.parse_args(argv)
@@ -65,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.naive_orders = a.naive_orders or (1_000 if a.quick else 3_000)
     a.http_orders = a.http_orders or (3_000 if a.quick else 10_000)
     a.restart_orders = a.restart_orders or (100_000 if a.quick else 1_000_000)
+    a.kafka_events = a.kafka_events or (50_000 if a.quick else 300_000)
+    a.kafka_rebuild_events = a.kafka_rebuild_events or (100_000 if a.quick else 1_000_000)
+    a.kafka_lag_seconds = a.kafka_lag_seconds or (5.0 if a.quick else 15.0)
     return a
 
 
@@ -252,6 +272,32 @@ def main(argv: list[str] | None = None) -> int:
         f"events of tail); {rs['restart_before_s']:.1f} s as a full replay from position 0 "
         "(before snapshots)",
         "<= 5 s", verdict(rs["restart_after_s"] <= 5)))
+
+    # 8-14. The event log on Kafka ----------------------------------------------------------
+    if args.skip_kafka:
+        conditions.append(("Kafka", "skipped (--skip-kafka)"))
+        rows.append(("8-14", "Event log on Kafka (relay, projector, end to end, lag, client, "
+                             "rebuild, durable with relay)", "skipped (--skip-kafka)", "-", "-"))
+    else:
+        try:
+            bootstrap = kafka.broker()
+        except kafka.NoKafka as exc:
+            log(f"8-14/14 Kafka: skipped, no broker: {exc}")
+            conditions.append(("Kafka", f"skipped: no broker ({exc})"))
+            rows.append(("8-14", "Event log on Kafka (relay, projector, end to end, lag, "
+                                 "client, rebuild, durable with relay)",
+                         f"skipped: no broker ({exc})", "-", "-"))
+        else:
+            report = kafka.run(bootstrap, kafka.KafkaOptions(
+                events=args.kafka_events, rebuild_events=args.kafka_rebuild_events,
+                durable_orders=args.orders, window=args.window, batch_max=args.batch_max,
+                lag_rate=args.kafka_lag_rate, lag_seconds=args.kafka_lag_seconds,
+                pg_url=pg_url, clients=args.kafka_clients.split(",") if args.kafka_clients
+                else None), log)
+            conditions += report.conditions
+            rows += sorted(report.rows, key=lambda r: int(r[0]))
+            experiments += report.notes
+        gc.collect()
 
     elapsed = time.perf_counter() - started
     conditions.append(("Run time", f"{elapsed:.0f} s"))

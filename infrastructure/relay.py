@@ -80,19 +80,6 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: 
         admin.close()
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), **KAFKA_PYTHON_COMMON)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not (found := consumer.partitions_for_topic(topic)):
-            if time.monotonic() > deadline:
-                raise RelayError(f"topic {topic} has no partitions (does it exist?)")
-            time.sleep(0.1)
-        return len(found)
-    finally:
-        consumer.close()
-
-
 def last_checkpoint(bootstrap: str, topics: Topics) -> Checkpoint | None:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
                              **KAFKA_PYTHON_COMMON)

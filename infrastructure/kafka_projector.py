@@ -82,7 +82,10 @@ class KafkaProjectionRunner:
         self.halted: Exception | None = None  # a record it cannot apply, or mixed feeds
         self.applied: dict[int, offsets.PartitionState] = {}
         self.latest_checkpoint: Checkpoint | None = None
-        self._pending: deque[Checkpoint] = deque()
+        # Checkpoints not yet covered, oldest first. Bounded: dropping the oldest only makes
+        # the watermark move in coarser steps, never past what is applied.
+        self._pending: deque[Checkpoint] = deque(maxlen=10_000)
+        self._max_applied = 0
         self._position = 0
         self._applied_cv = threading.Condition()
         self._consuming = threading.Lock()
@@ -140,9 +143,12 @@ class KafkaProjectionRunner:
         except BaseException:
             consumer.close()
             raise
-        # Only the newest checkpoint matters to a projector starting up; later ones follow.
+        # A projector resuming needs only the newest checkpoint (later ones follow); one
+        # starting from nothing (a replay) reads them all, so its position moves as it goes.
+        with self.engine.connect() as conn:
+            fresh = not offsets.load(conn, self.consumer_name, self.topics.events)
         end = checkpoints.end_offset(self.topics.checkpoints, 0)
-        checkpoints.assign(self.topics.checkpoints, {0: max(0, end - 1)})
+        checkpoints.assign(self.topics.checkpoints, {0: 0 if fresh else max(0, end - 1)})
         self._consumer, self._checkpoints = consumer, checkpoints
 
     def _close(self) -> None:
@@ -168,9 +174,13 @@ class KafkaProjectionRunner:
         """One poll: apply what arrived, follow the checkpoints; the records applied."""
         self._open()
         assert self._consumer is not None
-        polled = self._consumer.poll(timeout_ms, self.batch_size)
+        # Records applied but not yet covered by a checkpoint: its record follows the events
+        # by milliseconds, so wait for it rather than for more events (a poll's timeout).
+        awaiting = self._max_applied > self.position
+        polled = self._consumer.poll(min(timeout_ms, 5) if awaiting else timeout_ms,
+                                     self.batch_size)
         applied = self._apply(polled) if polled else 0
-        self._follow_checkpoints()
+        self._follow_checkpoints(10 if awaiting and not polled else 0)
         return applied
 
     def _apply(self, polled: dict[tuple[str, int], list[Received]]) -> int:
@@ -210,11 +220,13 @@ class KafkaProjectionRunner:
             raise
         for partition, (_, new) in moves.items():
             self.applied[partition] = new
+        if batch:
+            self._max_applied = max(self._max_applied, batch[-1].position)
         return len(batch)
 
-    def _follow_checkpoints(self) -> None:
+    def _follow_checkpoints(self, wait_ms: int = 0) -> None:
         assert self._checkpoints is not None
-        for records in self._checkpoints.poll(0, 10_000).values():
+        for records in self._checkpoints.poll(wait_ms, 10_000).values():
             for r in records:
                 cp = Checkpoint.decode(r.value)
                 self._pending.append(cp)

@@ -149,7 +149,7 @@ def open_read_side(settings: Settings) -> ReadSide:
         # The read models follow Kafka (ARCHITECTURE rule 7: configuration, not code paths).
         runner = KafkaProjectionRunner(
             read_models, settings.kafka_bootstrap, kafka_topics(settings),
-            group=settings.kafka_consumer_group, batch_size=settings.projection_batch,
+            group=settings.kafka_group, batch_size=settings.projection_batch,
             head=store.stored_head, client=settings.kafka_client)
     else:
         runner = ProjectionRunner(read_models, store, settings.projection_batch)

@@ -49,6 +49,9 @@ class Producer(Protocol):
 
 
 class Consumer(Protocol):
+    # False: the projector assigns itself every partition instead of joining its group.
+    joins_groups_reliably: bool
+
     def subscribe(self, topic: str, on_assign: Callable[[list[int]], dict[int, int]]) -> None:
         """Join the group; ``on_assign(partitions)`` returns the offset to start each at."""
 
@@ -140,6 +143,14 @@ class KafkaPythonProducer:
 
 
 class KafkaPythonConsumer:
+    # kafka-python 3.0.12's group membership proved unreliable on a topic created moments
+    # before: the leader assigned nothing ("No partition metadata"), and the rebalance that
+    # should follow sometimes never completed (partitions unread until the consumer was
+    # replaced). With kafka-python the projector therefore assigns itself every partition:
+    # one projector per read-model database, exactly once all the same (the offsets are in
+    # the database). Scaling out by partitions is the confluent client's job.
+    joins_groups_reliably = False
+
     def __init__(self, bootstrap: str, group: str | None, batch_size: int) -> None:
         from kafka import KafkaConsumer
 
@@ -153,6 +164,9 @@ class KafkaPythonConsumer:
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             client_id="marketlog-projector",
+            # The session stays at its 45 s default: kafka-python heartbeats from a Python
+            # thread, which a busy process can starve for seconds (10 s got members evicted
+            # under load). A killed projector's partitions wait that long for a successor.
             **KAFKA_PYTHON_COMMON,
         )
 
@@ -262,6 +276,8 @@ class ConfluentProducer:
 
 
 class ConfluentConsumer:
+    joins_groups_reliably = True
+
     def __init__(self, bootstrap: str, group: str | None, batch_size: int) -> None:
         from confluent_kafka import Consumer as CKConsumer
 
@@ -277,6 +293,10 @@ class ConfluentConsumer:
             "queued.max.messages.kbytes": 256 * 1024,
             "client.id": "marketlog-projector",
             "reconnect.backoff.max.ms": 1000,
+            # A killed projector holds its partitions until its session expires (45 s by
+            # default). librdkafka heartbeats from its own C thread, so a short one is safe.
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 3_000,
         })
         self._batch = batch_size
 

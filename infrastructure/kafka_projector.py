@@ -14,8 +14,9 @@ the watermark is the newest checkpoint whose per-partition offsets have all been
 i.e. every event up to its position is in the views. Read-your-writes waits on it.
 
 A record that cannot be applied (bad headers, an unknown event or schema version, a hash
-that does not match) stops the projector with an error naming topic, partition and offset,
-and nothing of that poll is applied (no silent skip); after the fix it resumes there.
+that does not match) stops the projector with an error naming topic, partition and offset:
+everything before it is applied, its partition's stored offset is that record's (never
+past it: no silent skip), and a restart stops there again until it is dealt with.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from infrastructure.kafka_log import (
     decode_event,
     read_event_record,
 )
+from infrastructure.relay import last_checkpoint
 from projections import offsets
 from projections.recorded import Recorded
 from projections.runner import View, all_views
@@ -45,6 +47,10 @@ from projections.runner import View, all_views
 log = logging.getLogger(__name__)
 
 POLL_MS = 50
+# Behind the published log yet nothing received for this long: the consumer is stuck (seen
+# with kafka-python: a rebalance right after a topic's creation that never completes) and is
+# replaced by a new one, which joins the group afresh.
+STALL_S = 10.0
 MAX_BACKOFF_S = 5.0
 
 
@@ -86,6 +92,7 @@ class KafkaProjectionRunner:
         # the watermark move in coarser steps, never past what is applied.
         self._pending: deque[Checkpoint] = deque(maxlen=10_000)
         self._max_applied = 0
+        self._progress_at = time.monotonic()
         self._position = 0
         self._applied_cv = threading.Condition()
         self._consuming = threading.Lock()
@@ -132,23 +139,37 @@ class KafkaProjectionRunner:
         with self.engine.connect() as conn:
             offsets.check_feed(conn, kafka=True)
         events = self.topics.events
-        consumer = kafka_clients.consumer(self.client, self.bootstrap, self.group,
-                                          self.batch_size)
+        # The checkpoints first, the group last: a start that fails must leave no member in
+        # the group holding the partitions (librdkafka joins in the background at once).
+        opened: list[Consumer] = []
         try:
-            if self.group is not None:
+            checkpoints = kafka_clients.consumer(self.client, self.bootstrap, None, 10_000)
+            opened.append(checkpoints)
+            # Both topics must exist (the relay creates them) before the group is joined: a
+            # member that subscribes to a topic not there yet is assigned nothing until its
+            # next metadata refresh, minutes later. Missing => this start fails and retries.
+            for topic in (self.topics.checkpoints, events):
+                checkpoints.partitions_for(topic, timeout=5.0)
+            # A projector resuming needs only the newest checkpoint (later ones follow); one
+            # starting from nothing (a replay) reads them all, so its position moves.
+            with self.engine.connect() as conn:
+                fresh = not offsets.load(conn, self.consumer_name, events)
+            end = checkpoints.end_offset(self.topics.checkpoints, 0)
+            checkpoints.assign(self.topics.checkpoints, {0: 0 if fresh else max(0, end - 1)})
+            consumer = kafka_clients.consumer(self.client, self.bootstrap, self.group,
+                                              self.batch_size)
+            opened.append(consumer)
+            if self.group is not None and consumer.joins_groups_reliably:
                 consumer.subscribe(events, self._starts)
             else:
                 consumer.assign(events, self._starts(consumer.partitions_for(events)))
-            checkpoints = kafka_clients.consumer(self.client, self.bootstrap, None, 10_000)
         except BaseException:
-            consumer.close()
+            for c in opened:
+                try:
+                    c.close()
+                except Exception:  # closing after a failed start
+                    log.debug("closing a consumer", exc_info=True)
             raise
-        # A projector resuming needs only the newest checkpoint (later ones follow); one
-        # starting from nothing (a replay) reads them all, so its position moves as it goes.
-        with self.engine.connect() as conn:
-            fresh = not offsets.load(conn, self.consumer_name, self.topics.events)
-        end = checkpoints.end_offset(self.topics.checkpoints, 0)
-        checkpoints.assign(self.topics.checkpoints, {0: 0 if fresh else max(0, end - 1)})
         self._consumer, self._checkpoints = consumer, checkpoints
 
     def _close(self) -> None:
@@ -181,11 +202,22 @@ class KafkaProjectionRunner:
                                      self.batch_size)
         applied = self._apply(polled) if polled else 0
         self._follow_checkpoints(10 if awaiting and not polled else 0)
+        now = time.monotonic()
+        behind = self.latest_checkpoint is not None and \
+            self.latest_checkpoint.position > self.position
+        if polled or not behind:
+            self._progress_at = now
+        elif now - self._progress_at > STALL_S:
+            log.warning("projector: %s s behind the published log without receiving anything; "
+                        "replacing the consumer", STALL_S)
+            self._close()
+            self._progress_at = now
         return applied
 
     def _apply(self, polled: dict[tuple[str, int], list[Received]]) -> int:
         batch: list[Recorded] = []
         moves: dict[int, tuple[offsets.PartitionState | None, offsets.PartitionState]] = {}
+        bad: MalformedRecord | None = None
         try:
             with self.engine.begin() as conn:
                 stored = offsets.load(conn, self.consumer_name, self.topics.events,
@@ -193,19 +225,28 @@ class KafkaProjectionRunner:
                 for (topic, partition), records in polled.items():
                     old = stored.get(partition)
                     next_offset, last = old or offsets.START
+                    resume = records[-1].offset + 1
                     for r in records:
                         if r.offset < next_offset:
                             continue  # applied before (a re-delivery after a rebalance)
-                        rec = read_event_record(topic, partition, r.offset, r.headers, r.value)
-                        if rec.position <= last or rec.prev != last:
-                            continue  # a copy re-published by the relay, or out of sequence
-                        event, body = decode_event(rec)
+                        try:
+                            rec = read_event_record(topic, partition, r.offset, r.headers,
+                                                    r.value)
+                            if rec.position <= last or rec.prev != last:
+                                continue  # a copy re-published by the relay, out of sequence
+                            event, body = decode_event(rec)
+                        except MalformedRecord as exc:
+                            # What came before it is applied and stored; the partition
+                            # stops AT this record (a restart stops here again), the
+                            # others go on with this poll; then the projector halts.
+                            bad = bad or exc
+                            resume = r.offset
+                            break
                         if self.until_ns is not None and event.ts_ns > self.until_ns:
                             continue  # as-of replay: after the point in time asked for
                         batch.append(Recorded(rec.position, event, body))
                         last = rec.position
-                    moves[partition] = (old, offsets.PartitionState(records[-1].offset + 1,
-                                                                    last))
+                    moves[partition] = (old, offsets.PartitionState(resume, last))
                 batch.sort(key=lambda r: r.position)
                 if batch:
                     for view in self.views:
@@ -222,6 +263,9 @@ class KafkaProjectionRunner:
             self.applied[partition] = new
         if batch:
             self._max_applied = max(self._max_applied, batch[-1].position)
+        if bad is not None:
+            self._close()  # its position is past the bad record; a restart reads from it
+            raise bad
         return len(batch)
 
     def _follow_checkpoints(self, wait_ms: int = 0) -> None:
@@ -249,10 +293,14 @@ class KafkaProjectionRunner:
         in this process); the position reached. Raises ProjectorHalted or TimeoutError."""
         if self.before_catch_up is not None:
             self.before_catch_up()
-        target = self.head() if self.head is not None else None
+        if self.head is not None:
+            target = self.head()
+        else:  # no store at hand: what the relay has published so far
+            newest = last_checkpoint(self.bootstrap, self.topics)
+            target = newest.position if newest is not None else 0
         deadline = time.monotonic() + timeout
         if self._thread is not None:
-            if target is not None and not self.wait_for(target, timeout):
+            if not self.wait_for(target, timeout):
                 raise TimeoutError(self._behind(target))
             return self.position
         with self._consuming:
@@ -264,8 +312,6 @@ class KafkaProjectionRunner:
                 except (MalformedRecord, offsets.MixedFeedError) as exc:
                     self.halted = exc
                     raise ProjectorHalted(str(exc)) from exc
-                if target is None:
-                    target = self.latest_checkpoint.position if self.latest_checkpoint else 0
                 if self.position >= target:
                     return self.position
                 if time.monotonic() > deadline:

@@ -146,6 +146,19 @@ class Relay:
             raise RelayError(
                 f"{self.topics.events} has {self.partitions} partitions but was published with "
                 f"{found.partitions}: accounts would change partition, refusing")
+        # The store must still hold what was published: a store cut back (and perhaps grown
+        # again) would otherwise be continued on the topic as a fork of another history.
+        held = self.source.select(found.position - 1, 1)
+        if not held or held[0][0] != found.position:
+            raise RelayError(
+                f"the store no longer holds log position {found.position}, which "
+                f"{self.topics.checkpoints} says was published: the store was truncated; "
+                "run `marketlog verify` and investigate before relaying")
+        if codec.stored_hash(held[0][2]) != found.hash:
+            raise RelayError(
+                f"the store's record at log position {found.position} is not the one "
+                f"published (hash {codec.stored_hash(held[0][2])[:16]}... vs "
+                f"{found.hash[:16]}...): the store was rewritten; run `marketlog verify`")
         return found
 
     @property

@@ -80,10 +80,11 @@ class Settings(BaseSettings):
         "account; never changed afterwards: an account's partition would move).")
     kafka_replication: int = Field(
         1, gt=0, le=16, description="Replication factor of the topics the relay creates.")
-    kafka_consumer_group: str = Field(
-        "marketlog-projections", pattern=r"^[A-Za-z0-9._-]{1,64}$",
-        description="Consumer group of the projector; its offsets live in the read-model "
-        "database, not in Kafka.")
+    kafka_consumer_group: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Consumer group of the projector; unset = <prefix>.projections (one group "
+        "per event log: a group shared by projectors of different logs would rebalance them "
+        "all whenever one starts or stops). Its offsets live in the read-model database.")
     kafka_client: Literal["kafka-python", "confluent"] = Field(
         "kafka-python",
         description="Kafka client of the relay and the projector: kafka-python (pure Python, "
@@ -105,6 +106,10 @@ class Settings(BaseSettings):
             if password and password.lower() in PLACEHOLDER_PASSWORDS:
                 raise ValueError("refusing a placeholder password; set a real one")
         return url
+
+    @property
+    def kafka_group(self) -> str:
+        return self.kafka_consumer_group or f"{self.kafka_topic_prefix}.projections"
 
     @property
     def uses_postgres(self) -> bool:

@@ -112,7 +112,7 @@ projection_positions = sa.Table(
 projection_offsets = sa.Table(
     "projection_offsets",
     metadata,
-    sa.Column("consumer", NAME, primary_key=True),
+    sa.Column("consumer", sa.String(255), primary_key=True),  # a Kafka group id
     sa.Column("topic", sa.String(249), primary_key=True),
     sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("next_offset", sa.BigInteger, nullable=False),

@@ -19,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "projection_offsets",
-        sa.Column("consumer", sa.String(64), primary_key=True),
+        sa.Column("consumer", sa.String(255), primary_key=True),
         sa.Column("topic", sa.String(249), primary_key=True),
         sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("next_offset", sa.BigInteger, nullable=False),

@@ -66,12 +66,8 @@ from infrastructure.kafka_log import (
 )
 from infrastructure.kafka_projector import KafkaProjectionRunner, ProjectorHalted
 from infrastructure.kafka_service import (
-    BOOTSTRAP_VAR,
-    STATE_FILE,
     admin_client,
-    bootstrap_from_env,
     temporary_broker,
-    wait_until_ready,
 )
 from infrastructure.postgres_admin import StoreUrls, throwaway_database
 from infrastructure.relay import Relay, RelayError, last_checkpoint
@@ -94,17 +90,9 @@ CLI = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def kafka() -> str:
-    """The shared broker. Missing or not answering => FAIL (a skipped suite hides bugs)."""
-    found = bootstrap_from_env()
-    if not found:
-        pytest.fail(f"{BOOTSTRAP_VAR} is not set and {STATE_FILE} does not hold it: run "
-                    "`bash infrastructure/kafka.sh start`", pytrace=False)
-    try:
-        wait_until_ready(found, timeout=20)
-    except TimeoutError as exc:
-        pytest.fail(f"the test Kafka at {found} does not answer: {exc}", pytrace=False)
-    return found
+def kafka(kafka_bootstrap: str) -> str:
+    """The shared broker (tests/conftest.py: missing or not answering => FAIL)."""
+    return kafka_bootstrap
 
 
 @pytest.fixture

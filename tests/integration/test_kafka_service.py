@@ -12,29 +12,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from infrastructure.kafka_service import (
-    BOOTSTRAP_VAR,
-    STATE_FILE,
     admin_client,
-    bootstrap_from_env,
     temporary_broker,
     wait_until_ready,
 )
 
-
-@pytest.fixture(scope="module")
-def kafka_bootstrap() -> str:
-    """The shared broker's ``host:port``. Missing or not answering => the test FAILS (never
-    skips: a skipped Kafka suite would hide failures)."""
-    bootstrap = bootstrap_from_env()
-    if not bootstrap:
-        pytest.fail(f"{BOOTSTRAP_VAR} is not set and {STATE_FILE} does not hold it. Run "
-                    "`bash infrastructure/kafka.sh` (or `make services`).", pytrace=False)
-    try:
-        wait_until_ready(bootstrap, timeout=20)
-    except TimeoutError as exc:
-        pytest.fail(f"the test Kafka ({BOOTSTRAP_VAR}={bootstrap}) does not answer: {exc}. "
-                    "Run `bash infrastructure/kafka.sh`.", pytrace=False)
-    return bootstrap
+# ``kafka_bootstrap``: the shared broker, from tests/conftest.py (fails, never skips).
 
 
 def _topic(prefix: str = "marketlog_t") -> str:

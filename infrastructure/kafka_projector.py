@@ -39,7 +39,7 @@ from infrastructure.kafka_log import (
     read_event_record,
 )
 from projections import offsets
-from projections.recorded import Recorded
+from projections.recorded import Recorded, recorded
 from projections.runner import View, all_views
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class KafkaProjectionRunner:
                         event, body = decode_event(rec)
                         if self.until_ns is not None and event.ts_ns > self.until_ns:
                             continue  # as-of replay: after the point in time asked for
-                        batch.append(Recorded(rec.position, event, body))
+                        batch.append(recorded(rec.position, event, body))
                         last = rec.position
                     moves[partition] = (old, offsets.PartitionState(records[-1].offset + 1,
                                                                     last))

@@ -17,8 +17,16 @@ from domain.events import (
 )
 from domain.lifecycle import action_of, transition
 from domain.values import ZERO, OrderStatus
-from projections.recorded import Recorded
-from projections.tables import orders_view, select_by_keys
+from projections.recorded import Recorded, key_of
+from projections.tables import (
+    decimal_binder,
+    decimal_columns,
+    executemany,
+    fetch_by_keys,
+    insert_sql,
+    orders_view,
+    update_sql,
+)
 
 # Columns an event after the first can change; the rest are fixed at acceptance/rejection.
 MUTABLE_COLUMNS = (
@@ -31,7 +39,10 @@ MUTABLE_COLUMNS = (
     "updated_ns",
 )
 
-_UPDATE = orders_view.update().where(orders_view.c.order_id == sa.bindparam("key"))
+COLUMNS = tuple(c.name for c in orders_view.columns)
+_DECIMALS = tuple(i for i, c in enumerate(COLUMNS) if c in decimal_columns(orders_view))
+_MUTABLE_DECIMALS = tuple(
+    i for i, c in enumerate(MUTABLE_COLUMNS) if c in decimal_columns(orders_view))
 
 
 class OrdersView:
@@ -41,27 +52,37 @@ class OrdersView:
         batch = [r for r in batch if type(r.event) in ORDER_EVENTS]
         if not batch:
             return
-        order_ids = list({str(r.event.order_id) for r in batch})
-        rows = {row["order_id"]: dict(row) for row in select_by_keys(conn, orders_view, order_ids)}
+        keyed = [(key_of(r), r.event) for r in batch]
+        order_ids = list({key for key, _ in keyed})
+        rows = {row["order_id"]: row for row in fetch_by_keys(conn, orders_view, order_ids)}
         existing = set(rows)
-        for recorded in batch:
-            _apply(rows, recorded.event)
-        created = [row for key, row in rows.items() if key not in existing]
-        changed = [
-            {"key": key, **{c: row[c] for c in MUTABLE_COLUMNS}}
-            for key, row in rows.items()
-            if key in existing
-        ]
-        if created:
-            conn.execute(orders_view.insert(), created)
-        if changed:
-            conn.execute(_UPDATE, changed)
+        for key, event in keyed:
+            _apply(rows, key, event)
+        # Driver-level executemany of positional rows (projections/tables.py): the values
+        # the Core statements bound before, without their per-row parameter processing.
+        bind = decimal_binder(conn)
+        created = []
+        changed = []
+        for key, row in rows.items():
+            if key in existing:
+                values = [row[c] for c in MUTABLE_COLUMNS]
+                for i in _MUTABLE_DECIMALS:
+                    values[i] = bind(values[i])
+                values.append(key)
+                changed.append(tuple(values))
+            else:
+                values = [row[c] for c in COLUMNS]
+                for i in _DECIMALS:
+                    values[i] = bind(values[i])
+                created.append(tuple(values))
+        executemany(conn, insert_sql(conn, orders_view, COLUMNS), created)
+        executemany(conn, update_sql(conn, orders_view, MUTABLE_COLUMNS, ("order_id",)),
+                    changed)
 
 
-def _apply(rows: dict[str, dict[str, Any]], event: OrderEvent) -> None:
-    key = str(event.order_id)
+def _apply(rows: dict[str, dict[str, Any]], key: str, event: OrderEvent) -> None:
     if isinstance(event, OrderAccepted | OrderRejected):
-        rows[key] = _first_row(event)
+        rows[key] = _first_row(key, event)
         return
     row = rows[key]
     row["version"] = event.version
@@ -80,10 +101,10 @@ def _apply(rows: dict[str, dict[str, Any]], event: OrderEvent) -> None:
         row["status"] = transition(OrderStatus(row["status"]), action).value
 
 
-def _first_row(event: OrderAccepted | OrderRejected) -> dict[str, Any]:
+def _first_row(key: str, event: OrderAccepted | OrderRejected) -> dict[str, Any]:
     rejected = isinstance(event, OrderRejected)
     return {
-        "order_id": str(event.order_id),
+        "order_id": key,
         "client_order_id": event.client_order_id,
         "account_id": event.account_id,
         "symbol": event.symbol,

@@ -12,7 +12,13 @@ import sqlalchemy as sa
 from domain.values import price_text
 from projections.runner import NotificationSource, ProjectionRunner
 from projections.schema import migrate
-from projections.tables import audit_trail, orders_view, positions_view, projection_positions
+from projections.tables import (
+    ExactDecimal,
+    audit_trail,
+    orders_view,
+    positions_view,
+    projection_positions,
+)
 
 DIGESTED = (orders_view, positions_view, audit_trail)
 
@@ -42,9 +48,28 @@ def digests(conn: sa.Connection) -> dict[str, str]:
 
 def _feed(hasher: Any, conn: sa.Connection, table: sa.Table) -> None:
     hasher.update(orjson.dumps([table.name, [c.name for c in table.columns]]) + b"\n")
-    stmt = sa.select(table).order_by(*table.primary_key.columns)
-    for row in conn.execution_options(yield_per=10_000).execute(stmt):
-        hasher.update(orjson.dumps([_canonical(v) for v in row]) + b"\n")
+    # The rows as ``select(table).order_by(primary key)`` returns them, read at the driver
+    # level: only ExactDecimal columns hold Decimals (the rest are ints, strings and None,
+    # which _canonical leaves alone), so only they are converted, as the column type would
+    # (Decimal(value)), then canonicalised. Same bytes hashed as through Core, fewer calls.
+    decimals = [i for i, c in enumerate(table.columns) if isinstance(c.type, ExactDecimal)]
+    quote = conn.dialect.identifier_preparer.quote
+    stmt = (f"SELECT {', '.join(quote(c.name) for c in table.columns)} "
+            f"FROM {quote(table.name)} "
+            f"ORDER BY {', '.join(quote(c.name) for c in table.primary_key.columns)}")
+    dumps, update = orjson.dumps, hasher.update
+    result = conn.execution_options(yield_per=10_000).exec_driver_sql(stmt)
+    if not decimals:
+        for row in result:
+            update(dumps(list(row)) + b"\n")
+        return
+    for row in result:
+        values = list(row)
+        for i in decimals:
+            value = values[i]
+            if value is not None:
+                values[i] = price_text(Decimal(value))
+        update(dumps(values) + b"\n")
 
 
 def rebuild(source: NotificationSource, url: str, batch_size: int = 5000) -> str:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from domain.events import ORDER_EVENTS
 from projections.recorded import Recorded, key_of
-from projections.tables import audit_trail, executemany, insert_sql
+from projections.tables import audit_trail, insert_rows
 
 _COLUMNS = tuple(c.name for c in audit_trail.columns)
 
@@ -39,4 +39,4 @@ class AuditView:
                 key if kind in ORDER_EVENTS else None,
                 dumps(r.body).decode(),  # the stored body as recorded
             ))
-        executemany(conn, insert_sql(conn, audit_trail, _COLUMNS), rows)
+        insert_rows(conn, audit_trail, _COLUMNS, rows)

@@ -21,11 +21,10 @@ from projections.recorded import Recorded, key_of
 from projections.tables import (
     decimal_binder,
     decimal_columns,
-    executemany,
     fetch_by_keys,
-    insert_sql,
+    insert_rows,
     orders_view,
-    update_sql,
+    update_rows,
 )
 
 # Columns an event after the first can change; the rest are fixed at acceptance/rejection.
@@ -75,9 +74,8 @@ class OrdersView:
                 for i in _DECIMALS:
                     values[i] = bind(values[i])
                 created.append(tuple(values))
-        executemany(conn, insert_sql(conn, orders_view, COLUMNS), created)
-        executemany(conn, update_sql(conn, orders_view, MUTABLE_COLUMNS, ("order_id",)),
-                    changed)
+        insert_rows(conn, orders_view, COLUMNS, created)
+        update_rows(conn, orders_view, MUTABLE_COLUMNS, ("order_id",), changed)
 
 
 def _apply(rows: dict[str, dict[str, Any]], key: str, event: OrderEvent) -> None:

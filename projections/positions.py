@@ -13,11 +13,10 @@ from domain.values import ZERO, signed_quantity
 from projections.recorded import Recorded
 from projections.tables import (
     decimal_binder,
-    executemany,
     fetch_by_keys,
-    insert_sql,
+    insert_rows,
     positions_view,
-    update_sql,
+    update_rows,
 )
 
 # Averages divide, so they round. Fixing the context here (not inheriting the calling thread's)
@@ -59,8 +58,8 @@ class PositionsView:
                 changed.append((quantity, average, pnl, account_id, symbol))
             else:
                 created.append((account_id, symbol, quantity, average, pnl))
-        executemany(conn, insert_sql(conn, positions_view, _COLUMNS), created)
-        executemany(conn, update_sql(conn, positions_view, _MUTABLE, _KEYS), changed)
+        insert_rows(conn, positions_view, _COLUMNS, created)
+        update_rows(conn, positions_view, _MUTABLE, _KEYS, changed)
 
 
 def _flat(account_id: str, symbol: str) -> dict[str, Any]:

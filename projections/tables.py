@@ -184,6 +184,54 @@ def executemany(conn: sa.Connection, statement: str, rows: list[tuple[Any, ...]]
         conn.exec_driver_sql(statement, rows)
 
 
+def _array_types(conn: sa.Connection, table: sa.Table, columns: Sequence[str]) -> list[str]:
+    return [f"{table.c[c].type.compile(dialect=conn.dialect)}[]" for c in columns]
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str],
+                rows: list[tuple[Any, ...]]) -> None:
+    """INSERT positional rows (values in ``columns`` order, already bound: see
+    ``decimal_binder``). SQLite: one executemany. PostgreSQL: COPY on the connection's own
+    transaction (psycopg's executemany costs a pipelined round of protocol messages per
+    row; COPY streams the rows, formatted by psycopg's C adapters)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        executemany(conn, insert_sql(conn, table, columns), rows)
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    statement = (f"COPY {_quote(conn, table.name)} "
+                 f"({', '.join(_quote(conn, c) for c in columns)}) FROM STDIN")
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        write = copy.write_row
+        for row in rows:
+            write(row)
+
+
+def update_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str],
+                keys: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """UPDATE ``columns`` of the rows whose ``keys`` equal: each row is the new values then
+    the key values (as ``update_sql``); every key at most once. PostgreSQL: one
+    ``UPDATE ... FROM unnest(...)`` statement (see ``insert_rows``)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        executemany(conn, update_sql(conn, table, columns, keys), rows)
+        return
+    names = [*columns, *keys]
+    alias = [f"c{i}" for i in range(len(names))]
+    arrays = ", ".join(f"%b::{t}" for t in _array_types(conn, table, names))
+    target = _quote(conn, table.name)
+    sets = ", ".join(f"{_quote(conn, c)} = v.{a}" for c, a in zip(columns, alias, strict=False))
+    where = " AND ".join(f"{target}.{_quote(conn, k)} = v.{a}"
+                         for k, a in zip(keys, alias[len(columns):], strict=True))
+    conn.exec_driver_sql(
+        f"UPDATE {target} SET {sets} FROM unnest({arrays}) AS v({', '.join(alias)}) "
+        f"WHERE {where}",
+        tuple(list(column) for column in zip(*rows, strict=True)))
+
+
 def decimal_columns(table: sa.Table) -> frozenset[str]:
     return frozenset(c.name for c in table.columns if isinstance(c.type, ExactDecimal))
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import orjson
 import sqlalchemy as sa
@@ -58,18 +60,35 @@ def _feed(hasher: Any, conn: sa.Connection, table: sa.Table) -> None:
             f"FROM {quote(table.name)} "
             f"ORDER BY {', '.join(quote(c.name) for c in table.primary_key.columns)}")
     dumps, update = orjson.dumps, hasher.update
-    result = conn.execution_options(yield_per=10_000).exec_driver_sql(stmt)
-    if not decimals:
-        for row in result:
-            update(dumps(list(row)) + b"\n")
-        return
-    for row in result:
-        values = list(row)
-        for i in decimals:
-            value = values[i]
-            if value is not None:
-                values[i] = price_text(Decimal(value))
-        update(dumps(values) + b"\n")
+    for rows in _chunks(conn, stmt):
+        if not decimals:
+            for row in rows:
+                update(dumps(list(row)) + b"\n")
+            continue
+        for row in rows:
+            values = list(row)
+            for i in decimals:
+                value = values[i]
+                if value is not None:
+                    values[i] = price_text(Decimal(value))
+            update(dumps(values) + b"\n")
+
+
+def _chunks(conn: sa.Connection, stmt: str, size: int = 10_000) -> Iterator[list[Any]]:
+    """The result of ``stmt`` in lists of rows, from the DBAPI cursor in the connection's
+    transaction; on PostgreSQL a server-side cursor, so a large view is never held whole."""
+    raw: Any = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        cursor = raw.cursor(name=f"digest_{uuid4().hex}")
+        cursor.itersize = size
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(stmt)
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        cursor.close()
 
 
 def rebuild(source: NotificationSource, url: str, batch_size: int = 5000) -> str:

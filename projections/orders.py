@@ -54,7 +54,7 @@ class OrdersView:
         batch = [r for r in batch if type(r.event) in ORDER_EVENTS]
         if not batch:
             return
-        keyed = [(key_of(r), r.event) for r in batch]
+        keyed = [(r.key if r.key is not None else key_of(r), r.event) for r in batch]
         order_ids = list({key for key, _ in keyed})
         rows = {row["order_id"]: row for row in fetch_by_keys(conn, orders_view, order_ids)}
         existing = set(rows)

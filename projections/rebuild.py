@@ -60,18 +60,18 @@ def _feed(hasher: Any, conn: sa.Connection, table: sa.Table) -> None:
             f"FROM {quote(table.name)} "
             f"ORDER BY {', '.join(quote(c.name) for c in table.primary_key.columns)}")
     dumps, update = orjson.dumps, hasher.update
-    for rows in _chunks(conn, stmt):
-        if not decimals:
-            for row in rows:
-                update(dumps(list(row)) + b"\n")
-            continue
-        for row in rows:
-            values = list(row)
-            for i in decimals:
-                value = values[i]
-                if value is not None:
-                    values[i] = price_text(Decimal(value))
-            update(dumps(values) + b"\n")
+    # Fed a chunk at a time: SHA-256 of the concatenation, as line by line.
+    for chunk in _chunks(conn, stmt):
+        rows = chunk
+        if decimals:
+            rows = [list(row) for row in chunk]
+            for values in rows:
+                for i in decimals:
+                    value = values[i]
+                    if value is not None:
+                        values[i] = price_text(Decimal(value))
+        # orjson writes a row tuple as the JSON array it writes for the same list.
+        update(b"\n".join(map(dumps, rows)) + b"\n")
 
 
 def _chunks(conn: sa.Connection, stmt: str, size: int = 10_000) -> Iterator[list[Any]]:

@@ -245,17 +245,26 @@ def fetch_by_keys(
     names = [c.name for c in table.columns]
     decimals = [i for i, c in enumerate(names) if c in decimal_columns(table)]
     mark = _placeholder(conn)
-    one = mark if len(pk) == 1 else f"({', '.join(mark for _ in pk)})"
     key_expr = _quote(conn, pk[0]) if len(pk) == 1 else \
         f"({', '.join(_quote(conn, k) for k in pk)})"
     head = (f"SELECT {', '.join(_quote(conn, c) for c in names)} "
-            f"FROM {_quote(conn, table.name)} WHERE {key_expr} IN (")
+            f"FROM {_quote(conn, table.name)} WHERE {key_expr} ")
+    if conn.dialect.name == "postgresql" and len(pk) == 1:
+        # One statement, the keys as one array parameter: no chunks, and no statement of
+        # thousands of parameters for the server to parse.
+        (array_type,) = _array_types(conn, table, pk)
+        results = [conn.exec_driver_sql(head + f"= ANY(%b::{array_type})", (list(keys),)).all()]
+    else:
+        one = mark if len(pk) == 1 else f"({', '.join(mark for _ in pk)})"
+        results = []
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            params = part if len(pk) == 1 else [v for key in part for v in key]
+            results.append(conn.exec_driver_sql(
+                head + f"IN ({', '.join(one for _ in part)})", tuple(params)).all())
     out: list[dict[str, Any]] = []
-    for start in range(0, len(keys), chunk):
-        part = keys[start : start + chunk]
-        params: list[Any] = part if len(pk) == 1 else [v for key in part for v in key]
-        stmt = head + ", ".join(one for _ in part) + ")"
-        for row in conn.exec_driver_sql(stmt, tuple(params)):
+    for result in results:
+        for row in result:
             values = list(row)
             for i in decimals:
                 if values[i] is not None:

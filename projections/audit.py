@@ -18,8 +18,8 @@ class AuditView:
     name = "audit"
 
     def process(self, conn: sa.Connection, batch: Sequence[Recorded]) -> None:
-        # Positional rows in _COLUMNS order, written by a driver-level executemany
-        # (projections/tables.py); no column here needs a bind conversion.
+        # Positional rows in _COLUMNS order, written at the driver level (insert_rows in
+        # projections/tables.py); no column here needs a bind conversion.
         dumps = orjson.dumps
         rows = []
         for r in batch:

@@ -60,8 +60,8 @@ class OrdersView:
         existing = set(rows)
         for key, event in keyed:
             _apply(rows, key, event)
-        # Driver-level executemany of positional rows (projections/tables.py): the values
-        # the Core statements bound before, without their per-row parameter processing.
+        # Positional rows written at the driver level (insert_rows/update_rows in
+        # projections/tables.py): the values Core bound before, without its per-row work.
         bind = decimal_binder(conn)
         created = []
         changed = []

@@ -47,7 +47,7 @@ class PositionsView:
                 if row is None:
                     row = rows[(f.account_id, f.symbol)] = _flat(f.account_id, f.symbol)
                 apply_fill(row, signed_quantity(f.side, f.fill_quantity), f.fill_price)
-        # Driver-level executemany (projections/tables.py): the values Core bound before.
+        # Written at the driver level (projections/tables.py): the values Core bound before.
         bind = decimal_binder(conn)
         created = []
         changed = []

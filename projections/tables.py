@@ -142,7 +142,8 @@ def select_by_keys(
 # The views write thousands of rows per batch. SQLAlchemy Core's executemany processes
 # every row's parameters through the compiled statement (a dict per row, a bind processor
 # per value), which cost about half of a rebuild's time; these helpers hand positional
-# tuples straight to the DBAPI cursor's executemany instead. The values are what the Core
+# tuples straight to the driver instead (SQLite: executemany; PostgreSQL: COPY and
+# UPDATE ... FROM unnest, see insert_rows/update_rows). The values are what the Core
 # path would have bound: ``decimal_binder`` does ExactDecimal's conversion (text on
 # SQLite, the Decimal itself on PostgreSQL); every other column type binds as it is.
 

@@ -169,9 +169,15 @@ def check_record(position: int, topic: str, originator_id: UUID, version: int,
     tail = state[-HASH_SUFFIX_LEN:]
     if not (tail.startswith(_HASH_KEY) and tail.endswith(b'"}')):
         return RecordCheck("", "", _prev_hash_of(state), False)
-    body = state[:-HASH_SUFFIX_LEN] + b"}"
-    computed = record_digest(position, topic.encode() + b"\0", originator_id, version, body)
-    prev_tail = body[-_PREV_SUFFIX_LEN - 1:]
+    # The hash of ``position version topic NUL id body`` where body is the state without its
+    # "hash" member (state[:-HASH_SUFFIX_LEN] + "}"), fed in pieces: no copy of the body.
+    hasher = _sha256(_NUMBERS.pack(position, version) + topic.encode() + b"\0"
+                     + originator_id.bytes)
+    hasher.update(memoryview(state)[:-HASH_SUFFIX_LEN])
+    hasher.update(b"}")
+    computed = hasher.hexdigest()
+    # (body)[-_PREV_SUFFIX_LEN - 1:], sliced from the state (slicing clamps alike).
+    prev_tail = state[-HASH_SUFFIX_LEN - _PREV_SUFFIX_LEN:-HASH_SUFFIX_LEN] + b"}"
     if prev_tail.startswith(_PREV_KEY):
         prev: str | None = prev_tail[len(_PREV_KEY):len(_PREV_KEY) + 64].decode(
             "ascii", "replace")
@@ -284,7 +290,8 @@ def event_from_body(name: str, body: dict[str, Any], position: int | None = None
     """The typed event of an (upcast) JSON body; ``body`` itself is left untouched."""
     cls, fields, conversions = _DECODING[name]
     try:
-        extra = len(body) - len(fields) - sum(1 for k in _BOOKKEEPING if k in body)
+        extra = len(body) - len(fields) - (
+            ("schema" in body) + ("prev_hash" in body) + ("hash" in body))  # _BOOKKEEPING
         if extra:
             unknown = sorted(set(body) - set(fields) - set(_BOOKKEEPING))
             raise TypeError(f"unexpected fields {unknown}")

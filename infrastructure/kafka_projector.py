@@ -41,7 +41,7 @@ from infrastructure.kafka_log import (
 )
 from infrastructure.relay import last_checkpoint
 from projections import offsets
-from projections.recorded import Recorded
+from projections.recorded import Recorded, recorded
 from projections.runner import View, all_views
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ class KafkaProjectionRunner:
                             break
                         if self.until_ns is not None and event.ts_ns > self.until_ns:
                             continue  # as-of replay: after the point in time asked for
-                        batch.append(Recorded(rec.position, event, body))
+                        batch.append(recorded(rec.position, event, body))
                         last = rec.position
                     moves[partition] = (old, offsets.PartitionState(resume, last))
                 batch.sort(key=lambda r: r.position)

@@ -8,30 +8,35 @@ import orjson
 import sqlalchemy as sa
 
 from domain.events import ORDER_EVENTS
-from projections.recorded import Recorded
-from projections.tables import audit_trail
+from projections.recorded import Recorded, key_of
+from projections.tables import audit_trail, insert_rows
+
+_COLUMNS = tuple(c.name for c in audit_trail.columns)
 
 
 class AuditView:
     name = "audit"
 
     def process(self, conn: sa.Connection, batch: Sequence[Recorded]) -> None:
-        conn.execute(
-            audit_trail.insert(),
-            [
-                {
-                    "position": position,
-                    "event_type": type(event).__name__,
-                    "aggregate_id": str(event[0]),
-                    "aggregate_version": event[1],
-                    "ts_ns": event.ts_ns,
-                    "actor": event.actor,
-                    "source": event.source,
-                    # Trading-day and engine events belong to no account or order.
-                    "account_id": getattr(event, "account_id", None),
-                    "order_id": str(event[0]) if type(event) in ORDER_EVENTS else None,
-                    "payload": orjson.dumps(body).decode(),
-                }
-                for position, event, body in batch
-            ],
-        )
+        # Positional rows in _COLUMNS order, written at the driver level (insert_rows in
+        # projections/tables.py); no column here needs a bind conversion.
+        dumps = orjson.dumps
+        rows = []
+        for r in batch:
+            event = r.event
+            kind = type(event)
+            key = key_of(r)
+            rows.append((
+                r.position,
+                kind.__name__,
+                key,
+                event[1],
+                event.ts_ns,
+                event.actor,
+                event.source,
+                # Trading-day and engine events belong to no account or order.
+                getattr(event, "account_id", None),
+                key if kind in ORDER_EVENTS else None,
+                dumps(r.body).decode(),  # the stored body as recorded
+            ))
+        insert_rows(conn, audit_trail, _COLUMNS, rows)

@@ -15,10 +15,17 @@ from domain.events import (
     OrderRejected,
     OrderReplaced,
 )
-from domain.lifecycle import action_of, transition
+from domain.lifecycle import TRANSITIONS, action_of, transition
 from domain.values import ZERO, OrderStatus
-from projections.recorded import Recorded
-from projections.tables import orders_view, select_by_keys
+from projections.recorded import Recorded, key_of
+from projections.tables import (
+    decimal_binder,
+    decimal_columns,
+    fetch_by_keys,
+    insert_rows,
+    orders_view,
+    update_rows,
+)
 
 # Columns an event after the first can change; the rest are fixed at acceptance/rejection.
 MUTABLE_COLUMNS = (
@@ -31,7 +38,13 @@ MUTABLE_COLUMNS = (
     "updated_ns",
 )
 
-_UPDATE = orders_view.update().where(orders_view.c.order_id == sa.bindparam("key"))
+_FIRST = (OrderAccepted, OrderRejected)
+_NEXT_STATUS = {(status.value, action): to.value for (status, action), to in TRANSITIONS.items()}
+
+COLUMNS = tuple(c.name for c in orders_view.columns)
+_DECIMALS = tuple(i for i, c in enumerate(COLUMNS) if c in decimal_columns(orders_view))
+_MUTABLE_DECIMALS = tuple(
+    i for i, c in enumerate(MUTABLE_COLUMNS) if c in decimal_columns(orders_view))
 
 
 class OrdersView:
@@ -41,27 +54,36 @@ class OrdersView:
         batch = [r for r in batch if type(r.event) in ORDER_EVENTS]
         if not batch:
             return
-        order_ids = list({str(r.event.order_id) for r in batch})
-        rows = {row["order_id"]: dict(row) for row in select_by_keys(conn, orders_view, order_ids)}
+        keyed = [(r.key if r.key is not None else key_of(r), r.event) for r in batch]
+        order_ids = list({key for key, _ in keyed})
+        rows = {row["order_id"]: row for row in fetch_by_keys(conn, orders_view, order_ids)}
         existing = set(rows)
-        for recorded in batch:
-            _apply(rows, recorded.event)
-        created = [row for key, row in rows.items() if key not in existing]
-        changed = [
-            {"key": key, **{c: row[c] for c in MUTABLE_COLUMNS}}
-            for key, row in rows.items()
-            if key in existing
-        ]
-        if created:
-            conn.execute(orders_view.insert(), created)
-        if changed:
-            conn.execute(_UPDATE, changed)
+        for key, event in keyed:
+            _apply(rows, key, event)
+        # Positional rows written at the driver level (insert_rows/update_rows in
+        # projections/tables.py): the values Core bound before, without its per-row work.
+        bind = decimal_binder(conn)
+        created = []
+        changed = []
+        for key, row in rows.items():
+            if key in existing:
+                values = [row[c] for c in MUTABLE_COLUMNS]
+                for i in _MUTABLE_DECIMALS:
+                    values[i] = bind(values[i])
+                values.append(key)
+                changed.append(tuple(values))
+            else:
+                values = [row[c] for c in COLUMNS]
+                for i in _DECIMALS:
+                    values[i] = bind(values[i])
+                created.append(tuple(values))
+        insert_rows(conn, orders_view, COLUMNS, created)
+        update_rows(conn, orders_view, MUTABLE_COLUMNS, ("order_id",), changed)
 
 
-def _apply(rows: dict[str, dict[str, Any]], event: OrderEvent) -> None:
-    key = str(event.order_id)
-    if isinstance(event, OrderAccepted | OrderRejected):
-        rows[key] = _first_row(event)
+def _apply(rows: dict[str, dict[str, Any]], key: str, event: OrderEvent) -> None:
+    if isinstance(event, _FIRST):
+        rows[key] = _first_row(key, event)
         return
     row = rows[key]
     row["version"] = event.version
@@ -77,13 +99,18 @@ def _apply(rows: dict[str, dict[str, Any]], event: OrderEvent) -> None:
     # refusals on request leave it as it was, only the version moves.
     action = action_of(event, row["filled_quantity"])
     if action is not None:
-        row["status"] = transition(OrderStatus(row["status"]), action).value
+        # TRANSITIONS by status text (the row's form); a pair it lacks goes through
+        # transition, which raises as it always did.
+        status = _NEXT_STATUS.get((row["status"], action))
+        if status is None:
+            status = transition(OrderStatus(row["status"]), action).value
+        row["status"] = status
 
 
-def _first_row(event: OrderAccepted | OrderRejected) -> dict[str, Any]:
+def _first_row(key: str, event: OrderAccepted | OrderRejected) -> dict[str, Any]:
     rejected = isinstance(event, OrderRejected)
     return {
-        "order_id": str(event.order_id),
+        "order_id": key,
         "client_order_id": event.client_order_id,
         "account_id": event.account_id,
         "symbol": event.symbol,

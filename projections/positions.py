@@ -11,16 +11,21 @@ import sqlalchemy as sa
 from domain.events import OrderFilled
 from domain.values import ZERO, signed_quantity
 from projections.recorded import Recorded
-from projections.tables import positions_view, select_by_keys
+from projections.tables import (
+    decimal_binder,
+    fetch_by_keys,
+    insert_rows,
+    positions_view,
+    update_rows,
+)
 
 # Averages divide, so they round. Fixing the context here (not inheriting the calling thread's)
 # is what makes a replay reproduce the stored averages and P&L digit for digit.
 ARITHMETIC = Context(prec=34, rounding=ROUND_HALF_EVEN)
 
-_UPDATE = positions_view.update().where(
-    positions_view.c.account_id == sa.bindparam("key_account"),
-    positions_view.c.symbol == sa.bindparam("key_symbol"),
-)
+_COLUMNS = ("account_id", "symbol", "quantity", "average_price", "realized_pnl")
+_KEYS = ("account_id", "symbol")
+_MUTABLE = ("quantity", "average_price", "realized_pnl")
 
 
 class PositionsView:
@@ -32,8 +37,8 @@ class PositionsView:
             return
         keys = list({(f.account_id, f.symbol) for f in fills})
         rows = {
-            (row["account_id"], row["symbol"]): dict(row)
-            for row in select_by_keys(conn, positions_view, keys)
+            (row["account_id"], row["symbol"]): row
+            for row in fetch_by_keys(conn, positions_view, keys)
         }
         existing = set(rows)
         with localcontext(ARITHMETIC):
@@ -42,22 +47,19 @@ class PositionsView:
                 if row is None:
                     row = rows[(f.account_id, f.symbol)] = _flat(f.account_id, f.symbol)
                 apply_fill(row, signed_quantity(f.side, f.fill_quantity), f.fill_price)
-        created = [row for key, row in rows.items() if key not in existing]
-        changed = [
-            {
-                "key_account": account_id,
-                "key_symbol": symbol,
-                "quantity": row["quantity"],
-                "average_price": row["average_price"],
-                "realized_pnl": row["realized_pnl"],
-            }
-            for (account_id, symbol), row in rows.items()
-            if (account_id, symbol) in existing
-        ]
-        if created:
-            conn.execute(positions_view.insert(), created)
-        if changed:
-            conn.execute(_UPDATE, changed)
+        # Written at the driver level (projections/tables.py): the values Core bound before.
+        bind = decimal_binder(conn)
+        created = []
+        changed = []
+        for (account_id, symbol), row in rows.items():
+            quantity, average, pnl = row["quantity"], bind(row["average_price"]), \
+                bind(row["realized_pnl"])
+            if (account_id, symbol) in existing:
+                changed.append((quantity, average, pnl, account_id, symbol))
+            else:
+                created.append((account_id, symbol, quantity, average, pnl))
+        insert_rows(conn, positions_view, _COLUMNS, created)
+        update_rows(conn, positions_view, _MUTABLE, _KEYS, changed)
 
 
 def _flat(account_id: str, symbol: str) -> dict[str, Any]:

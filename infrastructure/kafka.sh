@@ -19,7 +19,8 @@
 # Writes $ENV_FILE (gitignored): MARKETLOG_TEST_KAFKA_BOOTSTRAP=127.0.0.1:<port>
 #
 # Environment (all optional):
-#   MARKETLOG_KAFKA_HOME             kafka home: data/, logs/, pid, config   (.state/kafka)
+#   MARKETLOG_KAFKA_HOME             kafka home: data/, logs/, pid, config
+#                                    (root: /var/lib/marketlog/kafka, one per machine; else .state/kafka)
 #   MARKETLOG_KAFKA_LIB              the jars                                ($HOME/lib)
 #   MARKETLOG_KAFKA_PORT             PLAINTEXT listener                      (19092)
 #   MARKETLOG_KAFKA_CONTROLLER_PORT  KRaft controller listener               (19093)
@@ -39,7 +40,11 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE_DIR="$ROOT/.state"
-HOME_DIR="${MARKETLOG_KAFKA_HOME:-$STATE_DIR/kafka}"
+# One broker per machine, like the PostgreSQL cluster (postgres.sh): every checkout (and CI's
+# clean clone) uses it rather than fighting over its ports. Root: /var/lib/marketlog/kafka;
+# otherwise this checkout's .state/kafka.
+if [[ $EUID -eq 0 ]]; then DEFAULT_HOME=/var/lib/marketlog/kafka; else DEFAULT_HOME="$STATE_DIR/kafka"; fi
+HOME_DIR="${MARKETLOG_KAFKA_HOME:-$DEFAULT_HOME}"
 LIB="${MARKETLOG_KAFKA_LIB:-$HOME_DIR/lib}"
 PORT="${MARKETLOG_KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${MARKETLOG_KAFKA_CONTROLLER_PORT:-19093}"

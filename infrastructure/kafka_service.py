@@ -48,7 +48,10 @@ def bootstrap_from_env() -> str | None:
 def kafka_home() -> Path:
     """The shared broker's home (data/, logs/, lib/), as kafka.sh computes it."""
     home = os.environ.get("MARKETLOG_KAFKA_HOME")
-    return Path(home) if home else ROOT / ".state" / "kafka"
+    if home:
+        return Path(home)
+    # One per machine for root, like kafka.sh's default.
+    return Path("/var/lib/marketlog/kafka") if os.geteuid() == 0 else ROOT / ".state" / "kafka"
 
 
 def kafka_lib() -> Path:

@@ -238,6 +238,11 @@ def decode_body(topic: str, state: bytes, position: int | None = None
     if not isinstance(body, dict):
         raise UndecodableEvent(position, topic, "not a JSON object")
     version = body.get("schema", 1)
+    if not isinstance(version, int) or version > current:
+        # Written by newer code: reading it as the current version would drop or misread
+        # fields, so it stops the reader (a projection halts at it) until this code is new.
+        raise UndecodableEvent(position, topic, f"schema version {version!r} of {name} is "
+                                                f"unknown here (this code knows {current})")
     while version < current:
         upcast = UPCASTERS.get((name, version))
         if upcast is None:

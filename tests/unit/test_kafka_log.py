@@ -78,6 +78,21 @@ def test_a_record_whose_bytes_do_not_match_its_hash_is_refused() -> None:
         decode_event(EventRecord("t", 0, 5, "NoSuchEvent", 7, 0, state))
 
 
+def test_a_record_of_an_unknown_schema_version_stops_the_reader() -> None:
+    """A correctly hashed record written by newer code (schema 99) is not read as today's
+    version: the projection stops at it, naming where it is."""
+    event = b.sample_events()[4]
+    topic, state, _ = codec.encode_record(event, 7, codec.GENESIS_HASH)
+    body = state[:-codec.HASH_SUFFIX_LEN] + b"}"
+    assert b'"schema":1,' in body
+    body = body.replace(b'"schema":1,', b'"schema":99,')
+    digest = codec.record_digest(7, topic.encode() + b"\0", event[0], event[1], body)
+    newer = body[:-1] + b',"hash":"' + digest.encode() + b'"}'
+    assert codec.check_record(7, topic, event[0], event[1], newer).intact
+    with pytest.raises(MalformedRecord, match=r"t\[2\]@9: .*schema version 99 .*unknown"):
+        decode_event(EventRecord("t", 2, 9, codec.name_of_topic(topic), 7, 0, newer))
+
+
 def test_checkpoints_round_trip() -> None:
     cp = Checkpoint("store-1", 1234, "cd" * 32, 17, 8, {0: 10, 7: 3}, {0: 1200, 7: 1234})
     assert Checkpoint.decode(cp.encode()) == cp

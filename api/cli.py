@@ -468,9 +468,7 @@ def rebuild(
     from projections.rebuild import rebuild as rebuild_views
 
     settings = _settings()
-    if sa.make_url(into) == sa.make_url(settings.read_models_url):
-        raise _fail("--into is the live read-model database; give an empty one", 2)
-    _make_sqlite_parent(into)
+    _new_read_models_target(into, settings)
     store = _open_store(settings)
     try:
         rebuilt = rebuild_views(store, into, settings.projection_batch)
@@ -497,6 +495,13 @@ def rebuild(
             console.print("[red]digests differ[/]: the live read models do not match the log")
             raise typer.Exit(1)
         console.print("[green]digests match[/]")
+
+
+def _new_read_models_target(into: str, settings: Settings) -> None:
+    """Refuse the live read models as a rebuild's target; create a SQLite file's folder."""
+    if sa.make_url(into) == sa.make_url(settings.read_models_url):
+        raise _fail("--into is the live read-model database; give an empty one", 2)
+    _make_sqlite_parent(into)
 
 
 def _make_sqlite_parent(url: str) -> None:

@@ -18,7 +18,15 @@ import sqlalchemy as sa
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from api.cli import _console, _fail, _make_sqlite_parent, _open_store, _redacted, _settings, app
+from api.cli import (
+    _console,
+    _fail,
+    _new_read_models_target,
+    _open_store,
+    _redacted,
+    _settings,
+    app,
+)
 from infrastructure.settings import Settings
 
 
@@ -139,9 +147,7 @@ def replay(
         views = select_views(projection)
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
-    if sa.make_url(into) == sa.make_url(settings.read_models_url):
-        raise _fail("--into is the live read-model database; give an empty one", 2)
-    _make_sqlite_parent(into)
+    _new_read_models_target(into, settings)
     migrate(into)
     engine = read_models_engine(into)
     with engine.connect() as conn:

@@ -8,16 +8,23 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api import errors, orders, trading_day, views
+from api import errors, governance, orders, trading_day, views
+from api.access import DenialCounter
 from api.limits import BodyLimit
 from api.probes import Probes
 from infrastructure.bootstrap import System, bootstrap
+from infrastructure.credentials import issue_missing_keys
 from infrastructure.settings import Settings
 
 DESCRIPTION = """
 Every order, fill and risk decision is an immutable event. Orders pass the SEC Rule 15c3-5
 pre-trade controls in a single-writer in-memory engine; a response means its events are
 durable in the event store. Queries read projections that follow the store's log.
+
+Every endpoint but `/health` needs `Authorization: Bearer <token>` (401 without a valid
+one; 403 when the caller's role or entitlements do not allow it, recorded as an
+`AccessDenied` event). Keys are issued per user (`marketlog users key NAME`, or the files
+`serve` and `demo` write into `<data dir>/credentials` on first run).
 
 Errors: 4xx name the reason (422: each bad field, 413: body over the size limit), 503 means
 a database or the engine is unavailable right now (retry after `Retry-After` seconds);
@@ -35,6 +42,8 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
         owned = system is None
         if owned:
             _attach(app, await run_in_threadpool(bootstrap, settings))
+            # First run: a key per configured user, into <data dir>/credentials (0600).
+            await run_in_threadpool(issue_missing_keys, app.state.system)
         try:
             yield
         finally:
@@ -50,6 +59,8 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
     app.include_router(orders.router)
     app.include_router(views.router)
     app.include_router(trading_day.router)
+    app.include_router(governance.router)
+    app.state.denials = DenialCounter()
     return app
 
 

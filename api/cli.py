@@ -205,6 +205,15 @@ def _print_demo(console: Console, r: DemoResult) -> None:
     console.print(f"[bold]Hash chain[/]: {state}, {chain.events:,} events, head position "
                   f"{chain.head_position}, head hash {chain.head_hash}")
     console.print(f"[bold]Files[/]: event store {r.store}\n       read models {r.read_models}")
+    users = _table("Users (API keys in the data directory's credentials/, written on first run)")
+    for name in ("user", "role", "accounts", "key file"):
+        users.add_column(name, no_wrap=name != "accounts")
+    for name, role, accounts in r.users:
+        users.add_row(name, role, ", ".join(accounts) or "all (reads)" if role != "trader"
+                      else ", ".join(accounts), r.credentials.get(name, "issued earlier"))
+    console.print(users)
+    console.print("Try: [bold]make serve[/], then\n  curl -H \"Authorization: Bearer $(cat "
+                  "data/credentials/maria.token)\" http://127.0.0.1:8000/orders")
 
 
 def _money(text: str | None, *, small: bool = False) -> str:

@@ -56,6 +56,7 @@ from domain.controls import NEW_ORDER_CONTROLS
 from domain.values import OrderStatus, OrderType, Side, Source, TimeInForce
 from infrastructure.bootstrap import System, bootstrap
 from infrastructure.clock import utc_now_ns
+from infrastructure.credentials import issue_missing_keys
 from infrastructure.config import FirmConfig
 from infrastructure.event_store import ChainCheck
 from infrastructure.settings import Settings
@@ -347,7 +348,8 @@ class CreditHog(Trader):
     def act(self, desk: Desk) -> list[Command]:
         rng = desk.rng
         symbol = rng.choice(("AAPL", "MSFT", "SPY"))
-        below = int(desk.mid_ticks(symbol) * rng.uniform(0.03, 0.07))
+        # Inside SPY's 5% LULD band (tier 1): the credit limit is what refuses her.
+        below = int(desk.mid_ticks(symbol) * rng.uniform(0.02, 0.045))
         price = desk.price(symbol, -below)
         quantity = int(Decimal(rng.randint(150, 350) * 1000) / price)
         return [desk.order(self, symbol, Side.BUY, quantity, price, TimeInForce.GTC)]
@@ -372,7 +374,8 @@ class BlockDesk(Trader):
             return [CancelOrder(order_id=block, actor=self.name, source=Source.DEMO)
                     for block in pulled]
         rng = desk.rng
-        below = int(desk.mid_ticks("SPY") * rng.uniform(0.06, 0.08))
+        # Far below the market, yet inside SPY's 5% LULD band (tier 1).
+        below = int(desk.mid_ticks("SPY") * rng.uniform(0.03, 0.045))
         price = desk.price("SPY", -below)
         quantity = int(self.notional / price)
         return [desk.order(self, "SPY", Side.BUY, quantity, price, TimeInForce.GTC)]
@@ -416,6 +419,9 @@ class DemoResult:
     store: str
     read_models: str
     errors: list[str] = field(default_factory=list)
+    # Users (name, role, accounts) and where each one's API key was written on first run.
+    users: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    credentials: dict[str, str] = field(default_factory=dict)
 
     @property
     def accepted(self) -> int:
@@ -467,7 +473,12 @@ def run_demo(settings: Settings, *, orders: int = DEFAULT_ORDERS, seed: int = DE
         raise ValueError("the demo needs Settings(liquidity_provider=True)")
     system = bootstrap(settings, start=False)
     try:
-        return run_session(system, orders=orders, seed=seed, progress=progress)
+        written = issue_missing_keys(system)
+        result = run_session(system, orders=orders, seed=seed, progress=progress)
+        result.users = [(u.username, u.role, sorted(u.accounts))
+                        for u in system.engine.book.gov.users.values()]
+        result.credentials = {user: str(path) for user, path in written.items()}
+        return result
     finally:
         system.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
 
 from api.probes import Probes
 from commands.models import Identifier, Symbol
@@ -23,19 +23,8 @@ async def get_probes(request: Request) -> Probes:
     return probes
 
 
-async def get_actor(
-    x_marketlog_user: Annotated[
-        Identifier | None,
-        Header(description="Who is acting (recorded on every event). Authentication "
-                           "arrives in a later release; until then this header names the user."),
-    ] = None,
-) -> str:
-    return x_marketlog_user or "anonymous"
-
-
 SystemDep = Annotated[System, Depends(get_system)]
 ProbesDep = Annotated[Probes, Depends(get_probes)]
-ActorDep = Annotated[str, Depends(get_actor)]
 
 # Query filters take the same shapes as the fields they filter: a value no order could have
 # (a NUL byte, which PostgreSQL refuses in text, 10 kB of text) is a 422, not a query.

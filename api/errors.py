@@ -178,6 +178,12 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.
                                 "schema": {"type": "integer"}}}
 
 RESPONSES: dict[int, dict[str, Any]] = {
+    401: {"model": ErrorOut, "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+          "description": "No valid `Authorization: Bearer <token>` (missing, unknown or "
+                         "revoked key). Recorded as an AccessDenied event."},
+    403: {"model": ErrorOut,
+          "description": "The caller's role or entitlements do not allow this. Recorded as an "
+                         "AccessDenied event; nothing else is."},
     400: {"model": ErrorOut,
           "description": "The body is not readable (not UTF-8 JSON), or a value is outside what "
                          "the database can store. Nothing is recorded."},
@@ -195,5 +201,6 @@ RESPONSES: dict[int, dict[str, Any]] = {
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The documented shared error responses of a route, by status code."""
-    return {code: RESPONSES[code] for code in codes}
+    """The documented shared error responses of a route, by status code (every route that
+    uses this needs a token: 401 and 403 are always among them)."""
+    return {code: RESPONSES[code] for code in sorted({401, 403, *codes})}

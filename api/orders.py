@@ -6,9 +6,10 @@ import asyncio
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from api.deps import AccountQuery, ActorDep, ProbesDep, SymbolQuery, SystemDep
+from api.access import TRADE, Caller, Principal, TraderCaller, allow, check_account, deny
+from api.deps import AccountQuery, ProbesDep, SymbolQuery, SystemDep
 from api.errors import responses
 from api.probes import read_models
 from api.schemas import ConflictOut, ErrorOut, OrderOut
@@ -31,6 +32,7 @@ router = APIRouter(tags=["orders"], route_class=StrictJSONRoute)
 
 
 ANSWER_TIMEOUT_S = 30.0
+CANCELERS = TRADE | {"risk_officer", "admin"}
 
 
 async def run_command(system: System, command: Command) -> Outcome:
@@ -73,11 +75,12 @@ async def run_command(system: System, command: Command) -> Outcome:
         **responses(400, 413, 422, 503),
     },
 )
-async def submit_order(body: OrderFields, system: SystemDep, actor: ActorDep,
+async def submit_order(body: OrderFields, system: SystemDep, caller: TraderCaller,
                        response: Response) -> Any:
-    """Submit an order. 201 once its events are durable, rejected or not: a rejection is a
-    record naming the control, its threshold and the observed value."""
-    command = SubmitOrder(**dict(body), actor=actor, source=Source.API)
+    """Submit an order (traders). 201 once its events are durable, rejected or not: a
+    rejection is a record naming the control, its threshold and the observed value — an
+    account the trader is not entitled to included (``entitlement``)."""
+    command = SubmitOrder(**dict(body), actor=caller.username, source=Source.API)
     outcome = await run_command(system, command)
     if outcome.kind == "conflict":
         raise HTTPException(status.HTTP_409_CONFLICT, {
@@ -95,9 +98,14 @@ async def submit_order(body: OrderFields, system: SystemDep, actor: ActorDep,
                         409: {"model": ConflictOut,
                               "description": "The order is no longer live (recorded)."},
                         **responses(422, 503)})
-async def cancel_order(order_id: UUID, system: SystemDep, actor: ActorDep) -> Any:
-    outcome = await run_command(system, CancelOrder(order_id=order_id, actor=actor,
+async def cancel_order(order_id: UUID, request: Request, system: SystemDep,
+                       caller: Annotated[Principal, allow(CANCELERS)]) -> Any:
+    """Cancel an order: a trader entitled to its account, or a risk officer or admin."""
+    outcome = await run_command(system, CancelOrder(order_id=order_id, actor=caller.username,
                                                     source=Source.API))
+    if outcome.kind == "refused" and (outcome.detail or {}).get("denied"):
+        raise deny(request, caller, outcome.detail["reason"],  # type: ignore[index]
+                   None if outcome.order is None else outcome.order["account_id"])
     return _changed(outcome)
 
 
@@ -107,9 +115,12 @@ async def cancel_order(order_id: UUID, system: SystemDep, actor: ActorDep) -> An
                               "description": "A control refused the replace (recorded)."},
                         **responses(400, 413, 422, 503)})
 async def replace_order(order_id: UUID, body: ReplaceFields, system: SystemDep,
-                        actor: ActorDep) -> Any:
+                        caller: TraderCaller) -> Any:
+    """Replace price and/or quantity (traders; a replace of an account not theirs is refused
+    by the ``entitlement`` control, recorded)."""
     command = ReplaceOrder(order_id=order_id, quantity=body.quantity,
-                           limit_price=body.limit_price, actor=actor, source=Source.API)
+                           limit_price=body.limit_price, actor=caller.username,
+                           source=Source.API)
     return _changed(await run_command(system, command))
 
 
@@ -125,27 +136,34 @@ def _changed(outcome: Outcome) -> Any:
 @router.get("/orders/{order_id}", response_model=OrderOut,
             responses={404: {"model": ErrorOut, "description": "Unknown order"},
                        **responses(422, 503)})
-def get_order(order_id: UUID, system: SystemDep, probes: ProbesDep, response: Response) -> Any:
+def get_order(order_id: UUID, request: Request, system: SystemDep, probes: ProbesDep,
+              response: Response, caller: Caller) -> Any:
     with read_models(system, probes, response) as conn:
         body = queries.get_order(conn, str(order_id))
     if body is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown order_id")
+    check_account(request, caller, body["account_id"])
     return body
 
 
 @router.get("/orders", response_model=list[OrderOut], responses=responses(422, 503))
 def list_orders(
+    request: Request,
     system: SystemDep,
     probes: ProbesDep,
     response: Response,
+    caller: Caller,
     account_id: AccountQuery = None,
     symbol: SymbolQuery = None,
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(gt=0, le=5000)] = 500,
     after: Annotated[UUID | None, Query(description="order_id to continue after")] = None,
 ) -> Any:
+    """Orders oldest first (a trader: of their accounts only)."""
+    check_account(request, caller, account_id)
     with read_models(system, probes, response) as conn:
         return queries.list_orders(conn, account_id=account_id, symbol=symbol,
+                                   accounts=None if caller.sees_everything else caller.accounts,
                                    status=status_, limit=limit,
                                    after=None if after is None else str(after))
 

@@ -195,6 +195,8 @@ class EngineHealth(_Open):
     last_failure: str | None = None
     queue_depth: int = 0
     queue_max: int = 0
+    access_denied: int = Field(0, description="Requests this process refused for who made "
+                                              "them (401/403), each also an AccessDenied event.")
     trading_day: TradingDayOut | None = None
     writer_lock: str | None = Field(None, description="held, reacquiring or lost")
     recovered_from_snapshot: int | None = Field(

@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import ActorDep, SystemDep
+from api.access import Caller, RiskOrAdminCaller
+from api.deps import SystemDep
 from api.errors import responses
 from api.orders import run_command
 from api.schemas import ErrorOut, TradingDayOut
@@ -37,7 +38,7 @@ class CloseDay(BaseModel):
 
 
 @router.get("", response_model=TradingDayOut)
-async def trading_day(system: SystemDep) -> Any:
+async def trading_day(system: SystemDep, caller: Caller) -> Any:
     """The engine's trading day: date, open or closed, exposure mode, scheduled close."""
     return system.engine.health()["trading_day"]
 
@@ -47,11 +48,12 @@ async def trading_day(system: SystemDep) -> Any:
                               "description": "A day is open, or the date is not after the "
                                              "last closed day (nothing recorded)."},
                         **responses(400, 413, 422, 503)})
-async def open_day(body: OpenDay, system: SystemDep, actor: ActorDep) -> Any:
+async def open_day(body: OpenDay, system: SystemDep, caller: RiskOrAdminCaller) -> Any:
     """Open a trading day (default: the calendar's date now); exposure restarts from the
     orders carried over."""
     outcome = await run_command(system, OpenTradingDay(
-        trading_date=body.trading_date, reason=body.reason, actor=actor, source=Source.API))
+        trading_date=body.trading_date, reason=body.reason, actor=caller.username,
+        source=Source.API))
     if outcome.kind != "done":
         raise HTTPException(status.HTTP_409_CONFLICT, (outcome.detail or {}).get("reason"))
     return system.engine.health()["trading_day"]
@@ -61,10 +63,10 @@ async def open_day(body: OpenDay, system: SystemDep, actor: ActorDep) -> Any:
              responses={409: {"model": ErrorOut,
                               "description": "No trading day is open (nothing recorded)."},
                         **responses(400, 413, 422, 503)})
-async def close_day(body: CloseDay, system: SystemDep, actor: ActorDep) -> Any:
+async def close_day(body: CloseDay, system: SystemDep, caller: RiskOrAdminCaller) -> Any:
     """Close the trading day now: DAY orders expire; later orders are refused (session)."""
-    outcome = await run_command(system, CloseTradingDay(reason=body.reason, actor=actor,
-                                                        source=Source.API))
+    outcome = await run_command(system, CloseTradingDay(
+        reason=body.reason, actor=caller.username, source=Source.API))
     if outcome.kind != "done":
         raise HTTPException(status.HTTP_409_CONFLICT, (outcome.detail or {}).get("reason"))
     return system.engine.health()["trading_day"]

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from api.access import Caller, check_account
 from api.deps import AccountQuery, ProbesDep, SystemDep
 from api.errors import responses
 from api.probes import DEADLINE_S, outcome, read_models, verified
@@ -45,18 +46,24 @@ def _ns(moment: datetime) -> int:
 
 @router.get("/positions", response_model=list[PositionOut], tags=["positions"],
             responses=responses(422, 503))
-def positions(system: SystemDep, probes: ProbesDep, response: Response,
-              account_id: AccountQuery = None) -> Any:
+def positions(request: Request, system: SystemDep, probes: ProbesDep, response: Response,
+              caller: Caller, account_id: AccountQuery = None) -> Any:
+    """Positions and P&L from the log's fills (a trader: of their accounts)."""
+    check_account(request, caller, account_id)
     with read_models(system, probes, response) as conn:
-        return queries.list_positions(conn, account_id=account_id)
+        return queries.list_positions(
+            conn, account_id=account_id,
+            accounts=None if caller.sees_everything else caller.accounts)
 
 
 @router.get("/audit", response_model=list[AuditEventOut], tags=["audit"],
             responses=responses(422, 503))
 def audit(
+    request: Request,
     system: SystemDep,
     probes: ProbesDep,
     response: Response,
+    caller: Caller,
     account_id: AccountQuery = None,
     order_id: Annotated[UUID | None, Query(description="Only this order's events.")] = None,
     since: Annotated[datetime | None, Query(
@@ -67,7 +74,9 @@ def audit(
     after: Annotated[int | None, Query(
         ge=0, le=INT64_MAX, description="log position to continue after")] = None,
 ) -> Any:
-    """Every event in log order with its position; page with ``after`` = last position seen."""
+    """Every event in log order with its position; page with ``after`` = last position seen.
+    A trader reads the events of their accounts only."""
+    check_account(request, caller, account_id)
     since_ns = None if since is None else _ns(since)
     until_ns = None if until is None else _ns(until)
     # Event times are int64 nanoseconds (1677 to 2262). A bound beyond that range is still
@@ -81,6 +90,8 @@ def audit(
         until_ns = None
     with read_models(system, probes, response) as conn:
         return queries.audit_events(conn, account_id=account_id,
+                                    accounts=None if caller.sees_everything
+                                    else caller.accounts,
                                     order_id=None if order_id is None else str(order_id),
                                     since_ns=since_ns, until_ns=until_ns,
                                     limit=limit, after=after)
@@ -88,7 +99,7 @@ def audit(
 
 @router.get("/audit/verify", response_model=ChainOut, tags=["audit"],
             responses=responses(503))
-async def verify_chain(probes: ProbesDep) -> Any:
+async def verify_chain(probes: ProbesDep, caller: Caller) -> Any:
     """Recompute the event store's hash chain (SEC 17a-4: verify completeness and accuracy).
 
     Answers 503 within a second when the store does not answer; one verification runs at a
@@ -98,7 +109,7 @@ async def verify_chain(probes: ProbesDep) -> Any:
 
 
 @router.get("/instruments", response_model=list[InstrumentOut], tags=["reference data"])
-def instruments(system: SystemDep) -> Any:
+def instruments(system: SystemDep, caller: Caller) -> Any:
     return [
         {"symbol": i.symbol, "tick_size": price_text(i.tick_size), "lot_size": i.lot_size,
          "reference_price": price_text(i.reference_price)}
@@ -107,8 +118,9 @@ def instruments(system: SystemDep) -> Any:
 
 
 @router.get("/accounts", response_model=list[AccountOut], tags=["reference data"])
-def accounts(system: SystemDep) -> Any:
-    """The configured accounts and their limits (orders for any other account are rejected)."""
+def accounts(system: SystemDep, caller: Caller) -> Any:
+    """The accounts and the limits in force now (governed: see ``/limits``); a trader sees
+    the accounts they are entitled to. Orders for any other account are rejected."""
     return [
         {"account_id": a.account_id, "credit_limit": price_text(a.limits.credit_limit),
          "cash": price_text(a.cash), "max_order_quantity": a.limits.max_order_quantity,
@@ -117,7 +129,7 @@ def accounts(system: SystemDep) -> Any:
          "duplicate_window_ms": a.limits.duplicate_window_ns // 1_000_000,
          "restricted_symbols": sorted(a.restricted_symbols),
          "limits_version": a.limits.version}
-        for a in system.config.new_accounts()
+        for a in list(system.engine.book.accounts.values()) if caller.may_see(a.account_id)
     ]
 
 
@@ -148,7 +160,7 @@ def projections_status(system: Any, committed: int) -> dict[str, Any]:
 
 @router.get("/projections", response_model=ProjectionsOut, tags=["operations"],
             responses=responses(503))
-def projections(system: SystemDep) -> Any:
+def projections(system: SystemDep, caller: Caller) -> Any:
     """Each read model's log position and lag behind the engine's committed position (all
     views move together, in one transaction per batch), and with Kafka the relay's and each
     partition's progress."""
@@ -163,8 +175,10 @@ def projections(system: SystemDep) -> Any:
 @router.get("/health", response_model=HealthOut, tags=["operations"],
             responses={503: {"model": HealthOut,
                              "description": "Something is down; the body says what."}})
-async def health(system: SystemDep, probes: ProbesDep, response: Response) -> Any:
+async def health(request: Request, system: SystemDep, probes: ProbesDep,
+                 response: Response) -> Any:
     """Within a second, always: a database that does not answer by then is reported down.
+    The one endpoint that needs no token (load balancers, monitoring).
 
     ``async`` so that it needs no thread: it answers even when reads fill the thread pool.
     """
@@ -180,6 +194,7 @@ async def health(system: SystemDep, probes: ProbesDep, response: Response) -> An
     store["chain"] = {"ok": chain.ok, "verified_position": chain.verified_position,
                       "problem": chain.problem}
     engine = system.engine.health()
+    engine["access_denied"] = request.app.state.denials.total
     projections = projections_status(system, engine["committed_position"])
     lock = system.writer_lock
     engine["writer_lock"] = lock.state

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from commands import models as m
 from commands.models import (
     CancelOrder,
     CloseTradingDay,
@@ -25,7 +26,9 @@ from commands.models import (
 from commands.outcomes import Outcome, OutcomeKind
 from domain.book_of_record import BookOfRecord, DayError
 from domain.events import CancelRequested, OrderAccepted, ReplaceRejected, ReplaceRequested
+from domain.governance import Refused
 from domain.orders import Order, OrderSnapshot
+from domain.values import Role
 
 # Enum members as plain module names: on CPython 3.11 a member lookup (Side.BUY) costs
 # ~0.1 us, and these run several times per order.
@@ -92,8 +95,10 @@ def submit_order(ctx: Context, book: BookOfRecord, command: SubmitOrder, events:
     event = book.submit(
         ctx.new_id(), command.account_id, command.client_order_id, command.symbol,
         command.side, command.quantity, command.order_type, command.limit_price,
-        command.time_in_force, command.actor, command.source, ctx.stamp())
+        command.time_in_force, command.actor, command.source, ctx.stamp(), command.strategy)
     events.append(event)
+    if book.follow_ups:  # a locate consumed, or an automatic kill switch and its cancels
+        _follow_ups(book, events, releases)
     if type(event) is OrderAccepted:
         order = book.orders[event.order_id]
         releases.append(Release(ReleaseKind.NEW, order))
@@ -101,11 +106,25 @@ def submit_order(ctx: Context, book: BookOfRecord, command: SubmitOrder, events:
     return Decision(CREATED, book.finished[event.order_id])
 
 
+def _follow_ups(book: BookOfRecord, events: list[Any], releases: list[Release]) -> None:
+    for event in book.take_follow_ups():
+        events.append(event)
+        if type(event) is CancelRequested:
+            releases.append(Release(ReleaseKind.CANCEL, book.orders[event.order_id]))
+
+
 def cancel_order(ctx: Context, book: BookOfRecord, command: CancelOrder, events: list[Any],
                  releases: list[Release]) -> Decision:
     target = book.lookup(command.order_id)
     if target is None:
         return Decision(NOT_FOUND)
+    actor = command.actor
+    if not (book.gov.entitled(actor, target.account_id)
+            or book.gov.role_of(actor) in (Role.RISK_OFFICER, Role.ADMIN)):
+        # 15c3-5(c)(2)(iii): only those entitled to an account act on its orders; risk
+        # officers may cancel any (nothing is recorded here: the API records the denial).
+        return Decision(REFUSED, target, {"reason": f"{actor!r} is not entitled to "
+                                                    f"{target.account_id}", "denied": True})
     event = book.request_cancel(target, command.actor, command.source, ctx.stamp())
     events.append(event)
     if type(event) is CancelRequested:
@@ -123,6 +142,8 @@ def replace_order(ctx: Context, book: BookOfRecord, command: ReplaceOrder, event
     event = book.request_replace(target, command.quantity, command.limit_price,
                                  command.actor, command.source, ctx.stamp())
     events.append(event)
+    if book.follow_ups:
+        _follow_ups(book, events, releases)
     if type(event) is ReplaceRequested:
         assert isinstance(target, Order)
         releases.append(Release(ReleaseKind.REPLACE, target))
@@ -161,13 +182,103 @@ def close_trading_day(ctx: Context, book: BookOfRecord, command: CloseTradingDay
                                              "expiring_orders": event.expiring_orders})
 
 
+def _governed(decide: Callable[[Context, BookOfRecord, Any], Any]) -> Handler:
+    """A governance command's handler: the domain's decision, or its refusal (nothing
+    recorded); the events it caused (a trip's cancels go to the venue once durable)."""
+
+    def handle(ctx: Context, book: BookOfRecord, command: Any, events: list[Any],
+               releases: list[Release]) -> Decision:
+        try:
+            result = decide(ctx, book, command)
+        except Refused as exc:
+            return Decision(REFUSED, None, {"reason": str(exc), "denied": exc.denied})
+        produced = result if isinstance(result, list) else [result]
+        book.follow_ups[:0] = produced
+        _follow_ups(book, events, releases)
+        first = produced[0] if produced else None
+        detail: dict[str, Any] = {"events": [type(e).__name__ for e in produced]}
+        if first is not None:
+            detail["id"] = str(first[0])
+            detail["version"] = first[1]
+        return Decision(DONE, None, detail)
+
+    return handle
+
+
+def _sweep(ctx: Context, book: BookOfRecord, command: m.Sweep) -> list[Any]:
+    return book.gov.sweep(ctx.stamp())
+
+
+def _request_locate(ctx: Context, book: BookOfRecord, c: m.RequestLocate) -> Any:
+    return book.gov.request_locate(c.locate_id or ctx.new_id(), c.account_id, c.symbol,
+                                   c.quantity, c.actor, c.source, ctx.stamp(), c.reason)
+
+
+def _request_limit(ctx: Context, book: BookOfRecord, c: m.RequestLimitChange) -> Any:
+    return book.gov.request_limit_change(ctx.new_id(), c.scope, c.field, c.value, c.actor,
+                                         c.source, ctx.stamp(), c.reason, c.expires_at_ns)
+
+
+def _trip(ctx: Context, book: BookOfRecord, c: m.TripKillSwitch) -> Any:
+    return book.gov.trip(c.scope, "manual", "manual trip", "manual trip", c.actor, c.source,
+                         ctx.stamp(), c.reason)
+
+
+def _issue_key(ctx: Context, book: BookOfRecord, c: m.IssueApiKey) -> Any:
+    return book.gov.issue_key(ctx.new_id(), c.username, c.key_id, c.key_sha256, c.actor,
+                              c.source, ctx.stamp(), c.reason)
+
+
+def _deny(ctx: Context, book: BookOfRecord, c: m.RecordDenial) -> Any:
+    return book.gov.deny(ctx.new_id(), c.actor, c.source, ctx.stamp(), c.action, c.account_id,
+                         c.reason)
+
+
 Handler = Callable[[Context, BookOfRecord, Any, list[Any], list[Release]], Decision]
+
+GOVERNANCE_HANDLERS: dict[type[Command], Handler] = {
+    m.Sweep: _governed(_sweep),
+    m.HaltSymbol: _governed(lambda x, b, c: b.gov.halt(
+        c.symbol, True, c.actor, c.source, x.stamp(), c.reason)),
+    m.ResumeSymbol: _governed(lambda x, b, c: b.gov.halt(
+        c.symbol, False, c.actor, c.source, x.stamp(), c.reason)),
+    m.TriggerShortSaleRestriction: _governed(lambda x, b, c: b.gov.trigger_ssr(
+        c.symbol, c.actor, c.source, x.stamp(), c.reason)),
+    m.RequestLocate: _governed(_request_locate),
+    m.GrantLocate: _governed(lambda x, b, c: b.gov.grant_locate(
+        c.locate_id, c.quantity, c.expires_at_ns, c.actor, c.source, x.stamp(), c.reason)),
+    m.TripKillSwitch: _governed(_trip),
+    m.ResetKillSwitch: _governed(lambda x, b, c: b.gov.reset(
+        c.scope, c.actor, c.source, x.stamp(), c.reason)),
+    m.RequestLimitChange: _governed(_request_limit),
+    m.ApproveLimitChange: _governed(lambda x, b, c: b.gov.approve_limit_change(
+        c.change_id, c.actor, c.source, x.stamp(), c.reason)),
+    m.RejectLimitChange: _governed(lambda x, b, c: b.gov.reject_limit_change(
+        c.change_id, c.actor, c.source, x.stamp(), c.reason)),
+    m.CreateUser: _governed(lambda x, b, c: b.gov.create_user(
+        c.username, c.role, c.actor, c.source, x.stamp(), c.reason)),
+    m.DisableUser: _governed(lambda x, b, c: b.gov.disable_user(
+        c.username, c.actor, c.source, x.stamp(), c.reason)),
+    m.Entitle: _governed(lambda x, b, c: b.gov.entitle(
+        c.username, c.account_id, True, c.actor, c.source, x.stamp(), c.reason)),
+    m.RevokeEntitlement: _governed(lambda x, b, c: b.gov.entitle(
+        c.username, c.account_id, False, c.actor, c.source, x.stamp(), c.reason)),
+    m.IssueApiKey: _governed(_issue_key),
+    m.RevokeApiKey: _governed(lambda x, b, c: b.gov.revoke_key(
+        c.key_id, c.actor, c.source, x.stamp(), c.reason)),
+    m.SuspendAccount: _governed(lambda x, b, c: b.gov.suspend(
+        c.account_id, True, c.actor, c.source, x.stamp(), c.reason)),
+    m.ReinstateAccount: _governed(lambda x, b, c: b.gov.suspend(
+        c.account_id, False, c.actor, c.source, x.stamp(), c.reason)),
+    m.RecordDenial: _governed(_deny),
+}
 HANDLERS: dict[type[Command], Handler] = {
     SubmitOrder: submit_order,
     CancelOrder: cancel_order,
     ReplaceOrder: replace_order,
     OpenTradingDay: open_trading_day,
     CloseTradingDay: close_trading_day,
+    **GOVERNANCE_HANDLERS,
     # TakeSnapshot is the engine's own: it needs the store, not the book alone.
 }
 assert TakeSnapshot not in HANDLERS

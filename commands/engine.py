@@ -38,6 +38,7 @@ from commands.models import (
     CloseTradingDay,
     Command,
     OpenTradingDay,
+    Sweep,
     TakeSnapshot,
 )
 from commands.outcomes import Outcome, OutcomeKind
@@ -49,6 +50,10 @@ from domain.events import BookSnapshotTaken, EngineRecovered
 from domain.values import Source
 
 log = logging.getLogger(__name__)
+
+# How often at most the engine sweeps for loss-limit trips after fills (expiries of
+# temporary limits and locates are swept as soon as they are due).
+SWEEP_INTERVAL_NS = 200_000_000
 
 Item = tuple[Command, "Future[Outcome] | None"]
 Answer = tuple["Future[Outcome] | None", "Decision | Exception", int]
@@ -134,8 +139,10 @@ class Engine:
         self._closed_since_snapshot = False
         self.context = Context(new_id, self.stamp, self._trading_date, self._close_of)
         self._handlers: dict[type, Any] = {**HANDLERS, TakeSnapshot: self._take_snapshot}
+        self._last_sweep_ns = 0
         self.book = new_book()
         self.venue = new_venue(self.book)
+        self.book.best_bid = self.venue.best_bid
         self.venue_step = VenueStep(self.book, self.venue, new_id, self.stamp)
         self.pipeline: Any = None
 
@@ -159,23 +166,33 @@ class Engine:
 
     def scheduled_command(self) -> Command | None:
         """The trading-day transition the calendar says is due now, if any."""
-        if self.calendar is None:
-            return None
         now = self.clock()
         day = self.book.day
+        if self.calendar is None:
+            return self._sweep_due(now)
         if day.is_open:
             close = day.scheduled_close_ns
             if close is not None and now >= close:
                 return CloseTradingDay(actor=SYSTEM_ACTOR, source=Source.SYSTEM,
                                        reason="scheduled close")
-            return None
+            return self._sweep_due(now)
         session = self.calendar.session_at(now)
         if session is None or (day.last_closed_date is not None
                                and session.trading_date <= day.last_closed_date):
-            return None
+            return self._sweep_due(now)
         return OpenTradingDay(actor=SYSTEM_ACTOR, source=Source.SYSTEM,
                               trading_date=session.trading_date, close_at_ns=session.close_ns,
                               reason="scheduled open")
+
+    def _sweep_due(self, now: int) -> Command | None:
+        """A sweep when fills may have moved a loss past its limit, or an expiry is due."""
+        gov = self.book.gov
+        expiry = gov.next_expiry()
+        if ((gov.fills_since_sweep and now - self._last_sweep_ns >= SWEEP_INTERVAL_NS)
+                or (expiry is not None and expiry <= now)):
+            self._last_sweep_ns = now
+            return Sweep(actor=SYSTEM_ACTOR, source=Source.SYSTEM)
+        return None
 
     # ------------------------------------------------------------------ recovery
 
@@ -189,6 +206,7 @@ class Engine:
         self.journal.reset_head()
         self.book, self.committed_position = book, position
         self.venue = self._new_venue(book)
+        book.best_bid = self.venue.best_bid
         self.venue_step = VenueStep(book, self.venue, self.new_id, self.stamp)
         self._snapshot_events = book.events_applied
         events = self.venue_step.rerelease(book)

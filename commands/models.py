@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.values import OrderType, Side, Source, TimeInForce
+from domain.values import OrderType, Role, Side, Source, TimeInForce
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
 Symbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$")]
@@ -88,6 +88,8 @@ class OrderFields(BaseModel):
     order_type: OrderType
     limit_price: Price | None = Field(None, validate_default=True)
     time_in_force: TimeInForce = TimeInForce.DAY
+    strategy: Identifier | None = Field(
+        None, description="Strategy tag: its kill switch and throttle apply to the order.")
 
     @field_validator("limit_price")
     @classmethod
@@ -178,6 +180,130 @@ class TakeSnapshot(Acting):
     """Store a snapshot of the book of record (restart replays only the log after it)."""
 
 
-Command = SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTradingDay | TakeSnapshot
+class Sweep(Acting):
+    """The engine's own: loss-limit trips and expiries (temporary limits, locates) now due."""
+
+
+# ------------------------------------------------------------------ risk governance
+# Operator commands (issue 7): each becomes an event naming its actor and reason, or is
+# refused with nothing recorded. Roles are checked by the domain (domain/governance.py).
+
+Username = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9._-]*$")]
+Scope = Annotated[str, Field(min_length=1, max_length=80,
+                             pattern=r"^(firm|(account|strategy|symbol):[\x21-\x7e]+)$",
+                             description="firm, account:<id>, strategy:<tag> or symbol:<sym>")]
+EpochNs = Annotated[int, Field(gt=0, lt=2**63, description="UTC epoch nanoseconds")]
+
+
+class Governed(Acting):
+    reason: Reason
+
+
+class HaltSymbol(Governed):
+    symbol: Symbol
+
+
+class ResumeSymbol(Governed):
+    symbol: Symbol
+
+
+class TriggerShortSaleRestriction(Governed):
+    symbol: Symbol
+
+
+class RequestLocate(Governed):
+    locate_id: UUID | None = None  # the engine assigns one
+    account_id: Identifier
+    symbol: Symbol
+    quantity: Quantity
+
+
+class GrantLocate(Governed):
+    locate_id: UUID
+    quantity: Quantity
+    expires_at_ns: EpochNs
+
+
+class TripKillSwitch(Governed):
+    scope: Scope
+
+
+class ResetKillSwitch(Governed):
+    scope: Scope
+
+
+class RequestLimitChange(Governed):
+    scope: Scope
+    field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
+    value: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[0-9]+(\.[0-9]+)?$")]
+    expires_at_ns: EpochNs | None = None
+
+
+class ApproveLimitChange(Governed):
+    change_id: UUID
+
+
+class RejectLimitChange(Governed):
+    change_id: UUID
+
+
+class CreateUser(Governed):
+    username: Username
+    role: Role
+
+
+class DisableUser(Governed):
+    username: Username
+
+
+class Entitle(Governed):
+    username: Username
+    account_id: Identifier
+
+
+class RevokeEntitlement(Governed):
+    username: Username
+    account_id: Identifier
+
+
+class IssueApiKey(Governed):
+    """Only the key's hash reaches the engine: the token is made and shown at the edge."""
+
+    username: Username
+    key_id: Annotated[str, Field(min_length=8, max_length=32, pattern=r"^[a-z0-9]+$")]
+    key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class RevokeApiKey(Governed):
+    key_id: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class SuspendAccount(Governed):
+    account_id: Identifier
+
+
+class ReinstateAccount(Governed):
+    account_id: Identifier
+
+
+class RecordDenial(Acting):
+    action: Annotated[str, Field(max_length=200)]
+    account_id: str | None = None
+    reason: Annotated[str, Field(max_length=300)]
+
+
+GOVERNANCE_COMMANDS = (
+    HaltSymbol, ResumeSymbol, TriggerShortSaleRestriction, RequestLocate, GrantLocate,
+    TripKillSwitch, ResetKillSwitch, RequestLimitChange, ApproveLimitChange, RejectLimitChange,
+    CreateUser, DisableUser, Entitle, RevokeEntitlement, IssueApiKey, RevokeApiKey,
+    SuspendAccount, ReinstateAccount, RecordDenial,
+)
+
+Command = (SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTradingDay
+           | TakeSnapshot | Sweep | HaltSymbol | ResumeSymbol | TriggerShortSaleRestriction
+           | RequestLocate | GrantLocate | TripKillSwitch | ResetKillSwitch | RequestLimitChange
+           | ApproveLimitChange | RejectLimitChange | CreateUser | DisableUser | Entitle
+           | RevokeEntitlement | IssueApiKey | RevokeApiKey | SuspendAccount | ReinstateAccount
+           | RecordDenial)
 # Commands that need the venue and the book in step (no batch in flight) to be decided.
-BARRIERS = (OpenTradingDay, CloseTradingDay, TakeSnapshot)
+BARRIERS = (OpenTradingDay, CloseTradingDay, TakeSnapshot, Sweep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from domain.limits import RiskLimits
@@ -79,7 +80,8 @@ class Exposure:
 
 
 class Account:
-    __slots__ = ("account_id", "cash", "exposure", "limits", "positions", "restricted_symbols")
+    __slots__ = ("account_id", "cash", "day_start_value", "exposure", "limits", "opening",
+                 "positions", "restricted_symbols", "sell_open")
 
     def __init__(
         self,
@@ -87,13 +89,39 @@ class Account:
         limits: RiskLimits,
         cash: Decimal = ZERO,
         restricted_symbols: frozenset[str] = frozenset(),
+        opening: dict[str, int] | None = None,
     ) -> None:
         self.account_id = account_id
+        # Holdings before the log began (settled positions from the configuration): what a
+        # long sale may sell. ``positions`` is what the log's fills changed since.
+        self.opening: dict[str, int] = dict(opening or {})
         self.limits = limits
         self.cash = cash
         self.restricted_symbols = restricted_symbols
         self.positions: dict[str, int] = {}
+        # Reg SHO marking: open quantity of long sells per symbol (a sell beyond the
+        # position net of these must be marked short).
+        self.sell_open: dict[str, int] = {}
         self.exposure = Exposure()
+        # Cash plus positions at the reference prices when the trading day opened: the loss
+        # limit's zero (realized + unrealized P&L are measured against it).
+        self.day_start_value = cash
+
+    def mark(self, price_of: Callable[[str], Decimal | None]) -> Decimal:
+        """Cash plus every position at its reference price (a symbol without one: zero)."""
+        value = self.cash
+        held = dict(self.opening)
+        for symbol, quantity in self.positions.items():
+            held[symbol] = held.get(symbol, 0) + quantity
+        for symbol, quantity in held.items():
+            if quantity:
+                price = price_of(symbol)
+                if price is not None:
+                    value += price * quantity
+        return value
+
+    def long_position(self, symbol: str) -> int:
+        return self.opening.get(symbol, 0) + self.positions.get(symbol, 0)
 
     @property
     def credit_limit(self) -> Decimal:

@@ -41,15 +41,18 @@ from domain.events import (
     TradingDayClosed,
     TradingDayOpened,
 )
+from domain.governance import Governance, User
+from domain.governance_events import GOVERNANCE_EVENTS
 from domain.instruments import Instrument
 from domain.lifecycle import FINISHED_STATUSES, LIVE_STATUSES, action_of, transition
-from domain.limits import FirmLimits
+from domain.limits import FirmLimits, SymbolLimits
 from domain.orders import Order, OrderSnapshot, PendingReplace
 from domain.reference_prices import OUTSIDE_PARTICIPANT, MarketTape, ReferencePrices
 from domain.trading_day import TradingDay, day_id
 from domain.values import (
     CancelReason,
     ExposureMode,
+    FrozenRecord,
     OrderStatus,
     RequestStage,
     Side,
@@ -63,6 +66,8 @@ SYSTEM_ACTOR = "system"
 # Counterparty recorded on fills against the venue's own liquidity, not a firm order.
 LIQUIDITY_PROVIDER = OUTSIDE_PARTICIPANT + "liquidity-provider"
 
+SELL = Side.SELL
+SYSTEM_SOURCE = Source.SYSTEM
 BUY = Side.BUY  # a plain name: an enum member lookup costs ~0.1 us on CPython 3.11
 # Events on the hot path are built with tuple.__new__: a NamedTuple's generated __new__ is a
 # Python frame that parses every field as an argument (0.84 us for an OrderAccepted, 0.40
@@ -90,10 +95,17 @@ class BookOfRecord:
         accounts: Iterable[Account],
         firm: FirmLimits,
         references: ReferencePrices | None = None,
+        users: Iterable[User] = (),
+        symbol_limits: dict[str, SymbolLimits] | None = None,
     ) -> None:
         self.instruments = {i.symbol: i for i in instruments}
         self.accounts = {a.account_id: a for a in accounts}
         self.firm = firm
+        # The venue's best bid (Rule 201's bid test): the engine plugs its venue in.
+        self.best_bid: Callable[[str], Decimal | None] = _no_bid
+        # Events a decision caused besides its own (a locate consumed, an automatic kill
+        # switch and its cancels, a Rule 201 trigger): the handler journals them after it.
+        self.follow_ups: list[Any] = []
         self.orders: dict[UUID, Order] = {}  # live orders (and those finishing this cycle)
         self.by_client_id: dict[ClientKey, Order | OrderSnapshot] = {}
         self.finished: dict[UUID, OrderSnapshot] = {}
@@ -117,7 +129,9 @@ class BookOfRecord:
             [firm.defaults.duplicate_window_ns]
             + [a.limits.duplicate_window_ns for a in self.accounts.values()]
         )
+        self.gov = Governance(self, list(users), symbol_limits)
         self._handlers: dict[type, Callable[[Any], None]] = {
+            **dict.fromkeys(GOVERNANCE_EVENTS, self.gov.apply),
             OrderAccepted: self._on_accepted,
             OrderRejected: self._on_rejected,
             OrderFilled: self._on_filled,
@@ -134,6 +148,13 @@ class BookOfRecord:
         }
 
     # ------------------------------------------------------------------ queries
+
+    def widen_duplicate_window(self, window_ns: int) -> None:
+        self._max_window_ns = max(self._max_window_ns, window_ns)
+
+    def take_follow_ups(self) -> list[Any]:
+        events, self.follow_ups = self.follow_ups, []
+        return events
 
     def reference_price(self, symbol: str) -> Decimal | None:
         reference = self.references.reference(symbol)
@@ -173,6 +194,7 @@ class BookOfRecord:
         actor: str,
         source: str,
         now_ns: int,
+        strategy: str | None = None,
     ) -> OrderAccepted | OrderRejected:
         """Run every pre-trade control on a new order; the first failure rejects it."""
         # The reused candidate, set field by field here (its prepare(), inlined: every order).
@@ -180,7 +202,8 @@ class BookOfRecord:
         c.book, c.account_id, c.symbol, c.side = self, account_id, symbol, side
         c.quantity, c.order_type, c.limit_price, c.now_ns = (quantity, order_type, limit_price,
                                                              now_ns)
-        c.order = c.limits = c.reference = c.protection_price = c.price = None
+        c.actor, c.strategy, c.inputs = actor, strategy, {}
+        c.order = c.limits = c.reference = c.protection_price = c.price = c.locate = None
         c.exposure_before = c.firm_before = c.added = None
         index, failure, ran = ctl.run(ctl.NEW_ORDER_PLAN, c)
         reference: Any = c.reference
@@ -193,8 +216,11 @@ class BookOfRecord:
                 None if reference is None else reference.price,
                 None if reference is None else reference.source,
                 None if reference is None else reference.as_of_ns,
-                c.exposure_before, 0 if c.limits is None else c.limits.version, ran, date))
+                c.exposure_before, 0 if c.limits is None else c.limits.version, ran, date,
+                strategy))
             self._on_rejected(rejected)
+            self.follow_ups += self.gov.after_reject(account_id, strategy, rejected.control,
+                                                     now_ns, actor, source)
             return rejected
         # Every control passed: the reference, the price and exposure are all known.
         limits = c.limits
@@ -202,8 +228,12 @@ class BookOfRecord:
             order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id, side,
             quantity, order_type, limit_price, time_in_force, reference.price,
             reference.source, reference.as_of_ns, c.protection_price, c.price,
-            c.exposure_before, c.firm_before, limits.version, limits.record, ran, date))
+            c.exposure_before, c.firm_before, limits.version, limits.record, ran, date,
+            strategy, FrozenRecord(c.inputs)))
         self._on_accepted(accepted)
+        if c.locate is not None:
+            self.follow_ups.append(self.gov.consume_locate(c.locate, order_id, quantity, now_ns,
+                                                           actor, source))
         return accepted
 
     def request_cancel(self, order: Order | OrderSnapshot, actor: str, source: str,
@@ -233,7 +263,7 @@ class BookOfRecord:
             return self._refuse_replace(order, quantity, limit_price, actor, source, now_ns,
                                         "order_status", ("live order", str(order.status)))
         c = Candidate(self, order.account_id, order.symbol, order.side, new_quantity,
-                      order.order_type, new_price, now_ns, order)
+                      order.order_type, new_price, now_ns, order, actor, order.strategy)
         account = self.accounts[order.account_id]
         c.account, c.limits = account, account.limits
         c.instrument = self.instruments[order.symbol]
@@ -248,8 +278,11 @@ class BookOfRecord:
             order.order_id, order.version + 1, now_ns, actor, source, order.account_id,
             order.symbol, order.quantity, order.limit_price, new_quantity, new_price,
             reference.price, reference.source, reference.as_of_ns, c.exposure_before,
-            c.firm_before, c.added, c.limits.version, ran)
+            c.firm_before, c.added, c.limits.version, ran, FrozenRecord(c.inputs))
         self._on_replace_requested(event)
+        if c.locate is not None:
+            self.follow_ups.append(self.gov.consume_locate(
+                c.locate, order.order_id, new_quantity - order.quantity, now_ns, actor, source))
         return event
 
     def _refuse_replace(self, order: Order | OrderSnapshot, quantity: int | None,
@@ -277,6 +310,10 @@ class BookOfRecord:
             order.account_id, order.symbol, order.side, trade_id, quantity, price,
             order.filled_quantity + quantity, leaves - quantity, liquidity, counterparty))
         self._on_filled(event)
+        if counterparty.startswith(OUTSIDE_PARTICIPANT):
+            triggered = self.gov.after_print(order.symbol, price, now_ns)
+            if triggered is not None:
+                self.follow_ups.append(triggered)
         return event
 
     def cancel_remainder(self, order: Order, reason: str, now_ns: int) -> OrderCanceled:
@@ -374,7 +411,7 @@ class BookOfRecord:
     def _register(self, event: OrderAccepted | OrderRejected) -> Order:
         order = Order(event.order_id, event.account_id, event.client_order_id, event.symbol,
                       event.side, event.quantity, event.order_type, event.limit_price,
-                      event.time_in_force, event.ts_ns)
+                      event.time_in_force, event.ts_ns, event.strategy)
         order.version = event.version
         self.by_client_id[(event.account_id, event.client_order_id)] = order
         self.events_applied += 1
@@ -405,12 +442,37 @@ class BookOfRecord:
         key = (e.account_id, e.symbol, e.side, e.quantity, e.limit_price)
         self.recent_orders[key] = e.ts_ns
         queue.append((e.ts_ns, key))
+        if e.side == SELL:
+            open_sells = self.accounts[e.account_id].sell_open
+            open_sells[e.symbol] = open_sells.get(e.symbol, 0) + e.quantity
+        self._count(e.account_id, e.strategy, e.ts_ns, True)
+
+    def _count(self, account_id: str, strategy: str | None, ts_ns: int, order: bool) -> None:
+        """A message (and a new order) in the throttle's windows: account, firm, strategy."""
+        windows = self.gov.windows
+        add = windows.add
+        add(windows.messages, account_id, ts_ns)
+        add(windows.messages, "", ts_ns)
+        if order:
+            add(windows.orders, account_id, ts_ns)
+            add(windows.orders, "", ts_ns)
+        if strategy is not None:
+            key = "strategy:" + strategy
+            add(windows.messages, key, ts_ns)
+            if order:
+                add(windows.orders, key, ts_ns)
 
     def _on_rejected(self, e: OrderRejected) -> None:
         order = self._register(e)
         order.status = transition(order.status, "reject")
         order.reject = (e.control, e.threshold, e.observed)
         self._finish(order)
+        self._count(e.account_id, e.strategy, e.ts_ns, False)
+        window = self.gov.reject_window(e.account_id)
+        windows = self.gov.windows
+        windows.add(windows.rejects, e.account_id, e.ts_ns, window)
+        if e.strategy is not None:
+            windows.add(windows.rejects, "strategy:" + e.strategy, e.ts_ns, window)
 
     def _on_filled(self, e: OrderFilled) -> None:
         order = self.orders[e.order_id]
@@ -425,6 +487,9 @@ class BookOfRecord:
         self.firm_exposure.fill(order.side, notional, released)
         signed = e.fill_quantity if order.side == BUY else -e.fill_quantity
         account.positions[e.symbol] = account.positions.get(e.symbol, 0) + signed
+        if order.side == SELL:
+            account.sell_open[e.symbol] -= e.fill_quantity
+        self.gov.fills_since_sweep += 1
         account.cash -= notional if signed > 0 else -notional
         if e.counterparty.startswith(OUTSIDE_PARTICIPANT):
             self.tape.print_trade(e.symbol, e.fill_price, e.ts_ns)
@@ -440,12 +505,16 @@ class BookOfRecord:
         self.request_seq += 1
         order.request_seq = self.request_seq
         self.events_applied += 1
+        if e.source != SYSTEM_SOURCE:  # the engine's own cancels are no client messages
+            self._count(e.account_id, order.strategy, e.ts_ns, False)
 
     def _on_canceled(self, e: OrderCanceled) -> None:
         order = self.orders[e.order_id]
         order.status = transition(order.status, "cancel")
         order.version = e.version
         self._release(order, order.exposure_price * e.canceled_quantity)
+        if order.side == SELL:
+            self.accounts[e.account_id].sell_open[e.symbol] -= e.canceled_quantity
         self.events_applied += 1
         self._finish(order)
 
@@ -465,6 +534,10 @@ class BookOfRecord:
         self.request_seq += 1
         order.request_seq = self.request_seq
         self.events_applied += 1
+        self._count(e.account_id, order.strategy, e.ts_ns, False)
+        key = (e.account_id, e.symbol, order.side, e.quantity, e.limit_price)
+        self.recent_orders[key] = e.ts_ns
+        self._recent_queue.append((e.ts_ns, key))
 
     def _on_replaced(self, e: OrderReplaced) -> None:
         order = self.orders[e.order_id]
@@ -476,6 +549,8 @@ class BookOfRecord:
         new = e.limit_price * (e.quantity - filled)
         self.accounts[e.account_id].exposure.enter(order.side, new - old)
         self.firm_exposure.enter(order.side, new - old)
+        if order.side == SELL:
+            self.accounts[e.account_id].sell_open[e.symbol] += e.quantity - order.quantity
         order.pending_replace = None
         order.quantity = e.quantity
         order.limit_price = e.limit_price
@@ -556,6 +631,10 @@ class BookOfRecord:
                 self.accounts[order.account_id].exposure.enter(order.side, notional)
                 self.firm_exposure.enter(order.side, notional)
         self.tape.new_day({s: Decimal(p) for s, p in e.previous_closes}, e.ts_ns)
+        # Rule 201 lasts the trigger day and the next; the loss limit counts from the open.
+        self.gov.prior_date = day.last_closed_date
+        for account in self.accounts.values():
+            account.day_start_value = account.mark(self.reference_price)
         # Idempotency records live for the day the order finished in and the next one
         # (FIX ClOrdID uniqueness is per day); older ones leave memory now.
         for key, order_id in self._finished_before:
@@ -581,6 +660,10 @@ class BookOfRecord:
             ts, key = queue.popleft()
             if recent.get(key) == ts:
                 del recent[key]
+
+
+def _no_bid(_symbol: str) -> Decimal | None:
+    return None
 
 
 def _priority(order: Order) -> int:

@@ -11,21 +11,24 @@ compares it with snapshot + tail, field by field.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, SafeUUID
 
 from domain.book_of_record import BookOfRecord
+from domain.governance import Governance, Locate, User
+from domain.limits import SymbolLimits, parse_value, with_value
 from domain.orders import Order, OrderSnapshot, PendingReplace
 from domain.reference_prices import ReferencePrice
 
-FORMAT = 2
+FORMAT = 3  # 3: governance (issue 7), open long sells, the day's starting values, strategy
 
 _ORDER_FIELDS = ("order_id", "account_id", "client_order_id", "symbol", "side", "quantity",
                  "order_type", "limit_price", "time_in_force", "ts_ns", "original_quantity",
                  "original_limit_price", "status", "filled_quantity", "filled_notional",
                  "exposure_price", "protection_price", "version", "reject", "priority",
-                 "pending_cancel", "pending_replace", "request_seq")
+                 "pending_cancel", "pending_replace", "request_seq", "strategy")
 _DECIMALS = frozenset({"limit_price", "original_limit_price", "filled_notional",
                        "exposure_price", "protection_price"})
 
@@ -138,7 +141,9 @@ def state_of(book: BookOfRecord) -> dict[str, Any]:
         "firm_exposure": book.firm_exposure.state(),
         "accounts": {
             a.account_id: {"cash": str(a.cash), "positions": a.positions,
-                           "exposure": a.exposure.state()}
+                           "exposure": a.exposure.state(), "sell_open": a.sell_open,
+                           "day_start_value": str(a.day_start_value),
+                           "limits": _limits_state(a.limits)}
             for a in book.accounts.values()
         },
         "orders": [_order_state(o) for o in book.orders.values()],
@@ -148,7 +153,103 @@ def state_of(book: BookOfRecord) -> dict[str, Any]:
         "finished_before": _records(book, book._finished_before),
         "recent": [[ts, [k[0], k[1], k[2], k[3], _dec(k[4])]]
                    for ts, k in book._recent_queue if book.recent_orders.get(k) == ts],
+        "firm_limits": _limits_state(book.firm),
+        "governance": _governance_state(book.gov),
     }
+
+
+def _limits_state(limits: Any) -> dict[str, str]:
+    return {f.name: str(getattr(limits, f.name)) for f in fields(limits)
+            if f.name not in ("record", "defaults", "restricted_symbols", "exposure_mode")}
+
+
+def _limits_from(current: Any, saved: dict[str, str]) -> Any:
+    for name, text in saved.items():
+        if name != "version":
+            current = with_value(current, name, parse_value(current, name, text),
+                                 int(saved["version"]))
+    return current
+
+
+def _event_values(event: Any) -> list[Any]:
+    return [v.hex if isinstance(v, UUID) else _dec(v) if isinstance(v, Decimal)
+            else list(v) if isinstance(v, tuple) else v for v in event]
+
+
+def _governance_state(gov: Governance) -> dict[str, Any]:
+    return {
+        "versions": {k.hex: v for k, v in gov.versions.items()},
+        "users": [[u.username, u.role, sorted(u.accounts), u.active]
+                  for u in gov.users.values()],
+        "keys": {key_id: [u.hex, user, sha] for key_id, (u, user, sha) in gov.key_ids.items()},
+        "suspended": sorted(gov.suspended),
+        "halted": gov.halted,
+        "ssr": gov.ssr,
+        "prior_date": gov.prior_date,
+        "locates": [[loc.locate_id.hex, loc.account_id, loc.symbol, loc.requested, loc.granted,
+                     loc.remaining, loc.expires_ns, loc.status] for loc in gov.locates.values()],
+        "tripped": {scope: _event_values(e) for scope, e in gov.tripped.items()},
+        "windows": gov.windows.state(),
+        "symbol_limits": {s: _limits_state(v) for s, v in gov.symbol_limits.items()},
+        "pending": [_event_values(e) for e in gov.pending.values()],
+        "temporary": [[_event_values(e), before] for e, before in gov.temporary.values()],
+        "fills_since_sweep": gov.fills_since_sweep,
+        "denials": gov.denials,
+    }
+
+
+def _event_from(cls: Any, values: list[Any]) -> Any:
+    out = []
+    for name, saved in zip(cls._fields, values, strict=True):
+        kind = cls.__annotations__[name]
+        value: Any = saved
+        if saved is not None and "UUID" in kind:
+            value = _uuid(saved)
+        elif saved is not None and "Decimal" in kind:
+            value = Decimal(saved)
+        elif saved is not None and kind.startswith("tuple"):
+            value = tuple(saved)
+        out.append(value)
+    return cls(*out)
+
+
+def _restore_governance(gov: Governance, saved: dict[str, Any]) -> None:
+    from domain.governance_events import (
+        KillSwitchTripped,
+        LimitChangeApproved,
+        LimitChangeRequested,
+    )
+
+    gov.versions = {_uuid(k): v for k, v in saved["versions"].items()}
+    gov.users = {name: User(name, role, frozenset(accounts), active)
+                 for name, role, accounts, active in saved["users"]}
+    gov.key_ids = {key_id: (_uuid(u), user, sha) for key_id, (u, user, sha)
+                   in saved["keys"].items()}
+    gov.keys = {sha: (key_id, user) for key_id, (_, user, sha) in gov.key_ids.items()}
+    gov.suspended = set(saved["suspended"])
+    gov.halted = dict(saved["halted"])
+    gov.ssr = dict(saved["ssr"])
+    gov.prior_date = saved["prior_date"]
+    gov.locates = {}
+    for lid, account, symbol, requested, granted, remaining, expires, status in \
+            saved["locates"]:
+        loc = Locate(_uuid(lid), account, symbol, requested)
+        loc.granted, loc.remaining, loc.expires_ns, loc.status = (granted, remaining, expires,
+                                                                  status)
+        gov.locates[loc.locate_id] = loc
+    gov.tripped = {scope: _event_from(KillSwitchTripped, v)
+                   for scope, v in saved["tripped"].items()}
+    gov.windows.restore(saved["windows"])
+    gov.symbol_limits = {s: _limits_from(SymbolLimits(), v)
+                         for s, v in saved["symbol_limits"].items()}
+    pending = [_event_from(LimitChangeRequested, v) for v in saved["pending"]]
+    gov.pending = {e.change_id: e for e in pending}
+    gov.temporary = {}
+    for values, before in saved["temporary"]:
+        approval = _event_from(LimitChangeApproved, values)
+        gov.temporary[approval.change_id] = (approval, before)
+    gov.fills_since_sweep = saved["fills_since_sweep"]
+    gov.denials = saved["denials"]
 
 
 def restore(book: BookOfRecord, state: dict[str, Any]) -> None:
@@ -175,12 +276,18 @@ def restore(book: BookOfRecord, state: dict[str, Any]) -> None:
         account.cash = Decimal(saved["cash"])
         account.positions = dict(saved["positions"])
         account.exposure.restore(saved["exposure"])
+        account.sell_open = dict(saved["sell_open"])
+        account.day_start_value = Decimal(saved["day_start_value"])
+        account.limits = _limits_from(account.limits, saved["limits"])
+        book.widen_duplicate_window(account.limits.duplicate_window_ns)
     for values in state["orders"]:
         order = _order_from(values)
         book.orders[order.order_id] = order
         book.by_client_id[(order.account_id, order.client_order_id)] = order
     book._finished_today = _restore_records(book, state["finished_today"])
     book._finished_before = _restore_records(book, state["finished_before"])
+    book.firm = _limits_from(book.firm, state["firm_limits"])
+    _restore_governance(book.gov, state["governance"])
     book._recent_queue = deque()
     book.recent_orders = {}
     for ts, k in state["recent"]:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from domain.governance import SECOND_NS, within
 from domain.lifecycle import LIVE_STATUSES, WORKING_STATUSES
 from domain.values import ZERO, OrderType, ReferenceSource, Side
 
@@ -31,6 +32,8 @@ Failure = tuple[str, str] | None
 # Enum members as plain module names: on CPython 3.11 a member lookup (Side.BUY) costs
 # ~0.1 us, and these run several times per order.
 BUY = Side.BUY
+SELL = Side.SELL
+SELL_SHORT = Side.SELL_SHORT
 LIMIT = OrderType.LIMIT
 PREVIOUS_CLOSE = ReferenceSource.PREVIOUS_CLOSE
 
@@ -49,10 +52,11 @@ _PCT = Decimal("0.000001")
 class Candidate:
     """The order under decision and the inputs the controls gather for each other."""
 
-    __slots__ = ("account", "account_id", "added", "book", "exposure_after", "exposure_before",
-                 "firm_after", "firm_before", "instrument", "limit_price", "limits", "notional",
-                 "now_ns", "order", "order_type", "price", "protection_price", "quantity",
-                 "reference", "side", "symbol")
+    __slots__ = ("account", "account_id", "actor", "added", "book", "exposure_after",
+                 "exposure_before", "firm_after", "firm_before", "inputs", "instrument",
+                 "limit_price", "limits", "locate", "notional", "now_ns", "order", "order_type",
+                 "price", "protection_price", "quantity", "reference", "side", "strategy",
+                 "symbol")
     account: Any
     instrument: Any
     notional: Decimal
@@ -61,15 +65,21 @@ class Candidate:
 
     def __init__(self, book: BookOfRecord, account_id: str, symbol: str, side: str,
                  quantity: int, order_type: str, limit_price: Decimal | None, now_ns: int,
-                 order: Order | None = None) -> None:
+                 order: Order | None = None, actor: str = "", strategy: str | None = None
+                 ) -> None:
         self.prepare(book, account_id, symbol, side, quantity, order_type, limit_price, now_ns,
-                     order)
+                     order, actor, strategy)
 
     def prepare(self, book: BookOfRecord, account_id: str, symbol: str, side: str,
                 quantity: int, order_type: str, limit_price: Decimal | None, now_ns: int,
-                order: Order | None = None) -> Candidate:
+                order: Order | None = None, actor: str = "", strategy: str | None = None
+                ) -> Candidate:
         """Set for a new decision (the book reuses one candidate: no allocation per order)."""
         self.book = book
+        self.actor = actor
+        self.strategy = strategy
+        self.inputs: dict[str, str] = {}  # inputs of controls with no event field of their own
+        self.locate: Any = None
         self.account_id = account_id
         self.symbol = symbol
         self.side = side
@@ -160,6 +170,102 @@ def min_quantity(c: Candidate) -> Failure:
     return None
 
 
+def account_suspended(c: Candidate) -> Failure:
+    if c.account_id in c.book.gov.suspended:
+        return ("active account", "suspended")
+    return None
+
+
+def entitlement(c: Candidate) -> Failure:
+    # 15c3-5(c)(2)(iii): only pre-approved users may trade the account.
+    user = c.book.gov.users.get(c.actor)
+    if user is None or not user.active or c.account_id not in user.accounts:
+        return (f"user entitled to {c.account_id}", c.actor)
+    return None
+
+
+def kill_switch(c: Candidate) -> Failure:
+    tripped = c.book.gov.tripped
+    if not tripped:  # the usual case: one truth test
+        return None
+    scopes = ["firm", "account:" + c.account_id]
+    if c.strategy is not None:
+        scopes.append("strategy:" + c.strategy)
+    for scope in scopes:
+        trip = tripped.get(scope)
+        if trip is not None:
+            return ("no kill switch tripped", f"{scope} tripped ({trip.trigger})")
+    return None
+
+
+def halt(c: Candidate) -> Failure:
+    # 15c3-5(c)(2)(i): a halted symbol takes no orders (TradingHalted until TradingResumed).
+    if c.symbol in c.book.gov.halted:
+        return ("symbol trading", "halted")
+    return None
+
+
+def rate(c: Candidate) -> Failure:
+    # 15c3-5(c)(1)(ii) throttle: messages and new orders per sliding second, per account,
+    # per strategy tag and firm-wide. Messages count whether accepted or not, so a client
+    # that keeps flooding stays throttled.
+    windows = c.book.gov.windows
+    cutoff = c.now_ns - SECOND_NS
+    messages, orders = windows.messages, windows.orders
+    new = c.order is None
+    limits, firm = c.limits, c.book.firm
+    counts = []
+    for key, max_messages, max_orders in (
+            (c.account_id, limits.max_messages_per_second, limits.max_orders_per_second),
+            ("", firm.max_messages_per_second, firm.max_orders_per_second)):
+        q = messages.get(key)
+        m = within(q, cutoff) if q else 0
+        if m >= max_messages:
+            return (f"{max_messages} messages/s{' firm-wide' if not key else ''}",
+                    f"{m + 1} messages/s")
+        o = 0
+        if new:
+            q = orders.get(key)
+            o = within(q, cutoff) if q else 0
+            if o >= max_orders:
+                return (f"{max_orders} orders/s{' firm-wide' if not key else ''}",
+                        f"{o + 1} orders/s")
+        counts.append(f"{m}/{o}")
+    if c.strategy is not None:
+        key = "strategy:" + c.strategy
+        q = messages.get(key)
+        m = within(q, cutoff) if q else 0
+        if m >= firm.strategy_max_messages_per_second:
+            return (f"{firm.strategy_max_messages_per_second} messages/s ({key})",
+                    f"{m + 1} messages/s")
+        q = orders.get(key)
+        o = within(q, cutoff) if q and new else 0
+        if o >= firm.strategy_max_orders_per_second:
+            return (f"{firm.strategy_max_orders_per_second} orders/s ({key})",
+                    f"{o + 1} orders/s")
+        counts.append(f"{m}/{o}")
+    # Messages/orders in the last second before this one: account, firm[, strategy].
+    c.inputs["rate"] = " ".join(counts)
+    return None
+
+
+def marking(c: Candidate) -> Failure:
+    # Reg SHO Rule 200(g): a sell is long only within the position, net of the account's
+    # other open long sells; beyond it the order must be marked sell_short.
+    if c.side != SELL:
+        return None
+    account = c.account
+    available = account.long_position(c.symbol) - account.sell_open.get(c.symbol, 0)
+    needed = c.quantity
+    order = c.order
+    if order is not None:  # a replace: its own leaves are already counted as open
+        available += order.quantity - order.filled_quantity
+        needed -= order.filled_quantity
+    if needed > available:
+        return (f"{max(available, 0)} long (mark sell_short beyond)", str(needed))
+    return None
+
+
 def restricted(c: Candidate) -> Failure:
     # 15c3-5(c)(2)(ii): restricted list, firm-wide or per account.
     if c.symbol in c.book.firm.restricted_symbols:
@@ -200,6 +306,9 @@ def max_qty(c: Candidate) -> Failure:
     maximum = c.limits.max_order_quantity
     if c.quantity > maximum:
         return (str(maximum), str(c.quantity))
+    symbol_limits = c.book.gov.symbol_limits.get(c.symbol)
+    if symbol_limits is not None and c.quantity > symbol_limits.max_order_quantity:
+        return (f"{symbol_limits.max_order_quantity} ({c.symbol})", str(c.quantity))
     return None
 
 
@@ -245,6 +354,86 @@ def price_collar(c: Candidate) -> Failure:
     return None
 
 
+def luld_band(reference: Decimal, tier: int) -> tuple[Decimal, Decimal]:
+    """The Limit Up-Limit Down plan's band around a reference price (Appendix A): 5% (tier 1)
+    or 10% (tier 2) above $3.00, 20% from $0.75 to $3.00, below that the lesser of $0.15 and
+    75%."""
+    if reference > 3:
+        width = reference * (_LULD_TIER1 if tier == 1 else _LULD_TIER2)
+    elif reference >= _LULD_PENNY:
+        width = reference * _LULD_MID
+    else:
+        width = min(_LULD_CAP, reference * _LULD_LOW)
+    return reference - width, reference + width
+
+
+_LULD_TIER1, _LULD_TIER2, _LULD_MID, _LULD_LOW = (Decimal("0.05"), Decimal("0.10"),
+                                                   Decimal("0.20"), Decimal("0.75"))
+_LULD_PENNY, _LULD_CAP = Decimal("0.75"), Decimal("0.15")
+
+
+def luld(c: Candidate) -> Failure:
+    # 15c3-5(c)(2)(i) and Reg NMS LULD plan: no order priced outside the band.
+    reference = c.reference
+    assert reference is not None  # price_collar ran before and rejects without one
+    cache = c.book.gov.bands
+    band = cache.get(c.symbol)
+    if band is None or band[0] is not reference:  # the band changes with the reference
+        low, high = luld_band(reference.price, c.instrument.luld_tier)
+        band = cache[c.symbol] = (reference, low, high, f"{low}-{high}")
+    price = c.price
+    assert price is not None
+    if price < band[1] or price > band[2]:
+        if c.protection_price is None:
+            return (band[3], str(price))
+        # A market order never executes outside the band: its protection price (the
+        # collar's edge) moves in to the band's edge, rounded inwards to the tick.
+        tick = c.instrument.tick_size
+        if c.side == BUY:
+            edge = (band[2] / tick).to_integral_value(ROUND_FLOOR) * tick
+        else:
+            edge = (band[1] / tick).to_integral_value(ROUND_CEILING) * tick
+        if edge <= 0:
+            return ("protection price above zero", str(edge))
+        c.protection_price = c.price = edge
+    c.inputs["luld"] = band[3]
+    return None
+
+
+def ssr(c: Candidate) -> Failure:
+    # Reg SHO Rule 201: while the restriction is in force, no short sale at or below the
+    # national best bid (the venue's best bid until market data feeds the NBBO).
+    if c.side != SELL_SHORT or not c.book.gov.ssr or not c.book.gov.ssr_active(c.symbol):
+        return None
+    bid = c.book.best_bid(c.symbol)
+    if bid is None:
+        return ("best bid required (Rule 201)", "none")
+    price = c.price
+    assert price is not None
+    if price <= bid:
+        return (f"above best bid {bid}", str(price))
+    c.inputs["ssr"] = f"best bid {bid}"
+    return None
+
+
+def locate(c: Candidate) -> Failure:
+    # Reg SHO Rule 203(b)(1): a short sale needs a granted, unexpired locate covering it;
+    # the acceptance consumes it (LocateConsumed). A replace needs one for its increase.
+    if c.side != SELL_SHORT:
+        return None
+    needed = c.quantity if c.order is None else c.quantity - c.order.quantity
+    if needed <= 0:
+        return None
+    gov = c.book.gov
+    found = gov.located(c.account_id, c.symbol, needed, c.now_ns)
+    if found is None:
+        return (f"locate for {needed}",
+                f"{gov.available(c.account_id, c.symbol, c.now_ns)} located")
+    c.locate = found
+    c.inputs["locate"] = f"{found.locate_id} ({found.remaining} left)"
+    return None
+
+
 def max_notional(c: Candidate) -> Failure:
     assert c.price is not None
     notional = c.price * c.quantity
@@ -267,7 +456,12 @@ def max_notional(c: Candidate) -> Failure:
 
 def duplicate(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(ii): the same order again within the window, whatever its client id.
-    last = c.book.recent_orders.get((c.account_id, c.symbol, c.side, c.quantity, c.limit_price))
+    key = (c.account_id, c.symbol, c.side, c.quantity, c.limit_price)
+    order = c.order
+    if order is not None and key == (order.account_id, order.symbol, order.side,
+                                     order.quantity, order.limit_price):
+        return None  # a replace to the order's own terms duplicates nothing
+    last = c.book.recent_orders.get(key)
     window = c.limits.duplicate_window_ns
     if last is not None and c.now_ns - last < window:
         return (f"{window}ns", f"{c.now_ns - last}ns")
@@ -328,24 +522,42 @@ CONTROLS: tuple[Control, ...] = (
     Control("order_type", "replaceable order types", "order type", order_type, False, True),
     Control("min_quantity", "FIX: new size above filled", "new quantity vs filled quantity",
             min_quantity, False, True),
+    Control("account_suspended", "15c3-5(c)(2)(iii)", "account suspension state",
+            account_suspended, True, True),
+    Control("entitlement", "15c3-5(c)(2)(iii)", "acting user, role and accounts",
+            entitlement, True, True),
+    Control("kill_switch", "FINRA practice; 15c3-5(b)", "kill switches of firm, account, "
+            "strategy", kill_switch, True, True),
+    Control("halt", "15c3-5(c)(2)(i)", "trading halts (TradingHalted/Resumed)", halt, True, True),
     Control("restricted", "15c3-5(c)(2)(ii)", "firm and account restricted lists",
             restricted, True, True),
+    Control("rate", "15c3-5(c)(1)(ii) throttle",
+            "messages and orders in the last second: account, firm, strategy", rate,
+            True, True),
     Control("lot_size", "15c3-5(c)(1)(ii) erroneous order", "quantity vs lot size",
             lot_size, True, True),
     Control("tick_size", "15c3-5(c)(1)(ii) erroneous order", "limit price vs tick size",
             tick_size, True, True),
-    Control("max_qty", "15c3-5(c)(1)(ii) erroneous order", "quantity vs limit (versioned)",
-            max_qty, True, True),
+    Control("marking", "Reg SHO 200(g)", "sell quantity vs long position net of open sells",
+            marking, True, True),
+    Control("max_qty", "15c3-5(c)(1)(ii) erroneous order",
+            "quantity vs account and symbol limits (versioned)", max_qty, True, True),
     Control("stale_reference", "15c3-5(c)(1)(ii)", "reference price, source, as-of time",
             stale_reference, True, True),
     Control("price_collar", "15c3-5(c)(1)(ii)",
             "limit price vs reference; a market order's protection price",
             price_collar, True, True),
+    Control("luld", "15c3-5(c)(2)(i); LULD plan", "price vs the band around the reference",
+            luld, True, True),
+    Control("ssr", "Reg SHO 201", "short sale price vs best bid while restricted",
+            ssr, True, True),
     Control("max_notional", "15c3-5(c)(1)(ii) erroneous order",
             "price (limit or protection) x quantity vs limit", max_notional, True, True),
     Control("duplicate", "15c3-5(c)(1)(ii) erroneous order",
             "same account, symbol, side, quantity, price within the window",
-            duplicate, True, False),
+            duplicate, True, True),
+    Control("locate", "Reg SHO 203(b)(1)", "granted unexpired locate covering a short sale",
+            locate, True, True),
     Control("credit", "15c3-5(c)(1)(i)", "account exposure before, order notional, limit",
             credit, True, True),
     Control("firm_credit", "15c3-5(c)(1)(i)", "firm exposure before, order notional, limit",

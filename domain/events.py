@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from domain.governance_events import GOVERNANCE_EVENTS
 from domain.values import FrozenRecord
 
 # ---------------------------------------------------------------------------- orders
@@ -55,6 +56,11 @@ class OrderAccepted(NamedTuple):
     limits: FrozenRecord
     checks: tuple[str, ...]  # the controls that ran (and passed), in order: coverage
     trading_date: str
+    # Schema 2: the strategy tag (kill switches and throttles per strategy), and the inputs
+    # of the controls that have no field of their own (throttle counts, LULD band, the
+    # Rule 201 bid, the locate used), control name -> text.
+    strategy: str | None
+    inputs: FrozenRecord
 
 
 class OrderRejected(NamedTuple):
@@ -83,6 +89,7 @@ class OrderRejected(NamedTuple):
     limits_version: int
     checks: tuple[str, ...]  # the controls that ran and passed before the one that rejected
     trading_date: str | None
+    strategy: str | None  # schema 2
 
 
 class OrderFilled(NamedTuple):
@@ -171,6 +178,7 @@ class ReplaceRequested(NamedTuple):
     reserved_exposure: Decimal
     limits_version: int
     checks: tuple[str, ...]
+    inputs: FrozenRecord  # schema 2: as OrderAccepted.inputs
 
 
 class OrderReplaced(NamedTuple):
@@ -295,12 +303,17 @@ EVENT_TYPES: dict[str, type[Any]] = {
         TradingDayClosed,
         EngineRecovered,
         BookSnapshotTaken,
+        *GOVERNANCE_EVENTS,
     )
 }
 
 # Schema version of each event's current shape. Older stored shapes are upcast on read
 # (infrastructure.codec), never rewritten (ARCHITECTURE rule 5).
-SCHEMA_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+SCHEMA_VERSION: dict[str, int] = {
+    **dict.fromkeys(EVENT_TYPES, 1),
+    # 2: strategy tag and the new controls' inputs (issue 7); upcast in infrastructure.codec.
+    "OrderAccepted": 2, "OrderRejected": 2, "ReplaceRequested": 2,
+}
 
 
 def _annotation(t: Any) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from domain.values import ExposureMode, FrozenRecord
+
+SECOND_NS = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,17 @@ class RiskLimits:
     price_collar_pct: Decimal  # fraction: 0.10 = within 10% of the reference price
     credit_limit: Decimal
     duplicate_window_ns: int
+    # 15c3-5(c)(1)(ii) throttle (sliding one-second window): new orders accepted, and
+    # messages (new, cancel, replace; accepted or not) per second.
+    max_orders_per_second: int = 1_000
+    max_messages_per_second: int = 2_000
+    # Kill-switch triggers (FINRA practice): a message rate beyond this trips the account's
+    # switch; so do ``reject_storm_count`` rejections within ``reject_storm_window_ns``, and
+    # a loss (realized + unrealized at the reference price) beyond ``loss_limit``.
+    kill_messages_per_second: int = 5_000
+    reject_storm_count: int = 200
+    reject_storm_window_ns: int = 10 * SECOND_NS
+    loss_limit: Decimal = Decimal(1_000_000)
     version: int = 1
     record: FrozenRecord = field(init=False, repr=False, compare=False)
 
@@ -31,18 +46,31 @@ class RiskLimits:
             raise ValueError("price_collar_pct must be a fraction between 0 and 1")
         if self.credit_limit < 0 or self.duplicate_window_ns < 0:
             raise ValueError("credit_limit and duplicate_window must be >= 0")
+        _positive(self, "max_orders_per_second", "max_messages_per_second",
+                  "kill_messages_per_second", "reject_storm_count", "reject_storm_window_ns")
+        if self.loss_limit < 0:
+            raise ValueError("loss_limit must be >= 0")
         # Built once: every acceptance event records these values.
-        object.__setattr__(
-            self,
-            "record",
-            FrozenRecord({
-                "max_order_quantity": str(self.max_order_quantity),
-                "max_order_notional": str(self.max_order_notional),
-                "price_collar_pct": str(self.price_collar_pct),
-                "credit_limit": str(self.credit_limit),
-                "duplicate_window_ns": str(self.duplicate_window_ns),
-            }),
-        )
+        object.__setattr__(self, "record", FrozenRecord(
+            {f.name: str(getattr(self, f.name)) for f in fields(self)
+             if f.name not in ("version", "record")}))
+
+
+def _positive(limits: Any, *names: str) -> None:
+    for name in names:
+        if getattr(limits, name) <= 0:
+            raise ValueError(f"{name} must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolLimits:
+    """Per-symbol thresholds (a symbol scope of the governed limits)."""
+
+    max_order_quantity: int = 1_000_000_000
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_order_quantity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +85,71 @@ class FirmLimits:
     reference_max_age_ns: int = 300 * 1_000_000_000
     # How credit exposure is counted; recorded in each TradingDayOpened.
     exposure_mode: str = ExposureMode.GROSS
+    # Firm-wide throttle and kill triggers, and those of every strategy tag.
+    max_orders_per_second: int = 50_000
+    max_messages_per_second: int = 100_000
+    kill_messages_per_second: int = 250_000
+    loss_limit: Decimal = Decimal(10_000_000)
+    strategy_max_orders_per_second: int = 1_000
+    strategy_max_messages_per_second: int = 2_000
+    strategy_reject_storm_count: int = 200
+    version: int = 1
 
     def __post_init__(self) -> None:
         if self.reference_max_age_ns <= 0:
             raise ValueError("reference_max_age must be > 0")
+        _positive(self, "max_orders_per_second", "max_messages_per_second",
+                  "kill_messages_per_second", "strategy_max_orders_per_second",
+                  "strategy_max_messages_per_second", "strategy_reject_storm_count")
+        if self.loss_limit < 0 or self.credit_limit < 0:
+            raise ValueError("loss_limit and credit_limit must be >= 0")
         if self.exposure_mode not in ExposureMode.__members__.values():
             raise ValueError(f"exposure_mode must be one of {[m.value for m in ExposureMode]}")
+
+
+# ------------------------------------------------------------------ governed thresholds
+
+# What a limit change may touch, per kind of scope (FINRA: limits changed without control
+# are examiners' first finding; every one of these goes through maker-checker).
+_ACCOUNT_FIELDS = ("max_order_quantity", "max_order_notional", "price_collar_pct",
+                   "credit_limit", "duplicate_window_ns", "max_orders_per_second",
+                   "max_messages_per_second", "kill_messages_per_second", "reject_storm_count",
+                   "reject_storm_window_ns", "loss_limit")
+_FIRM_FIELDS = ("credit_limit", "reference_max_age_ns", "max_orders_per_second",
+                "max_messages_per_second", "kill_messages_per_second", "loss_limit",
+                "strategy_max_orders_per_second", "strategy_max_messages_per_second",
+                "strategy_reject_storm_count")
+GOVERNED: dict[str, tuple[str, ...]] = {
+    "account": _ACCOUNT_FIELDS,
+    "firm": _FIRM_FIELDS,
+    "symbol": ("max_order_quantity",),
+}
+
+
+def split_scope(scope: str) -> tuple[str, str | None]:
+    """"account:ACC-1" -> ("account", "ACC-1"); "firm" -> ("firm", None)."""
+    kind, _, key = scope.partition(":")
+    return kind, (key or None)
+
+
+def parse_value(limits: Any, name: str, text: str) -> Any:
+    """The text of a new value in the type of the field it replaces (ValueError if not)."""
+    current = getattr(limits, name)
+    try:
+        if isinstance(current, Decimal):
+            value: Any = Decimal(text)
+            if not value.is_finite():
+                raise ValueError
+            return value
+        return int(text)
+    except (ValueError, InvalidOperation):
+        kind = "a decimal number" if isinstance(current, Decimal) else "an integer"
+        raise ValueError(f"{name}: {text!r} is not {kind}") from None
+
+
+def with_value(limits: Any, name: str, value: Any, version: int | None = None) -> Any:
+    """The limits with one value changed and the next version, or ``version`` (validated as
+    at load: a value the configuration would refuse is refused here too)."""
+    changed: Callable[..., Any] = replace
+    return changed(limits, **{name: value,
+                              "version": limits.version + 1 if version is None else version})

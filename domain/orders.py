@@ -44,6 +44,7 @@ class Order:
         "request_seq",
         "side",
         "status",
+        "strategy",
         "symbol",
         "time_in_force",
         "ts_ns",
@@ -62,8 +63,10 @@ class Order:
         limit_price: Decimal | None,
         time_in_force: str,
         ts_ns: int,
+        strategy: str | None = None,
     ) -> None:
         self.order_id = order_id
+        self.strategy = strategy  # the strategy tag: its kill switch and throttle apply
         self.account_id = account_id
         self.client_order_id = client_order_id
         self.symbol = symbol

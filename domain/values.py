@@ -59,6 +59,28 @@ class CancelReason(StrEnum):
     # FINRA Rule 5210 / wash trades: an order never trades against the same account's
     # resting order; the incoming order's remainder is cancelled ("cancel newest").
     SELF_TRADE_PREVENTED = "self_trade_prevented"
+    # A kill switch tripped: its KillSwitchTripped event (just before) names every order it
+    # canceled, and each cancel request carries this reason.
+    KILL_SWITCH = "kill_switch"
+
+
+class Role(StrEnum):
+    """What a user may do (api/access.py holds the table of endpoints per role)."""
+
+    TRADER = "trader"  # trades and reads the accounts they are entitled to
+    RISK_OFFICER = "risk_officer"  # halts, locates, kill switches, approves limit changes
+    COMPLIANCE = "compliance"  # reads everything, changes nothing
+    AUDITOR = "auditor"  # reads everything, changes nothing
+    ADMIN = "admin"  # users, keys, entitlements, trading days
+
+
+class KillTrigger(StrEnum):
+    """Why a kill switch tripped."""
+
+    MANUAL = "manual"  # a risk officer
+    LOSS_LIMIT = "loss_limit"  # realized + unrealized at the reference price
+    REJECT_STORM = "reject_storm"  # N rejections within the window
+    MESSAGE_RATE = "message_rate"  # messages per second beyond the kill threshold
 
 
 class ExposureMode(StrEnum):
@@ -77,6 +99,7 @@ class ReferenceSource(StrEnum):
     """Where a reference price came from (recorded with every decision that used it)."""
 
     LAST_SALE = "last_sale"  # the venue's last print against an outside participant
+    BEST_BID = "venue_best_bid"  # the venue's best bid (Rule 201's bid test, until NBBO)
     PREVIOUS_CLOSE = "previous_close"  # valid for the trading day until the symbol prints
 
 

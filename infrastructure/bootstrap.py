@@ -84,7 +84,9 @@ class System:
 def build_engine(settings: Settings, config: FirmConfig, store: Any,
                  clock: Callable[[], int] = utc_now_ns) -> Engine:
     def new_book() -> BookOfRecord:
-        return BookOfRecord(config.instruments, config.new_accounts(), config.firm)
+        return BookOfRecord(config.instruments, config.new_accounts(), config.firm,
+                            users=config.new_users(),
+                            symbol_limits=config.new_symbol_limits())
 
     def new_venue(book: BookOfRecord) -> SimulatedVenue:
         liquidity = (SyntheticLiquidity(book.instruments, settings.liquidity_seed)

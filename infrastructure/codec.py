@@ -51,6 +51,19 @@ _PREV_SUFFIX_LEN = len(_PREV_KEY) + 64 + 1  # ,"prev_hash":"<64 hex>"
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
+def _with(**defaults: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def upcast(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, **defaults}
+    return upcast
+
+
+# Schema 2 (issue 7): orders carry a strategy tag; decisions record the inputs of the
+# throttle, LULD, Rule 201 and locate controls. Version 1 records had neither.
+UPCASTERS[("OrderAccepted", 1)] = _with(strategy=None, inputs={})
+UPCASTERS[("OrderRejected", 1)] = _with(strategy=None)
+UPCASTERS[("ReplaceRequested", 1)] = _with(inputs={})
+
+
 class UndecodableEvent(ValueError):
     """A stored record that cannot be turned back into an event: names where and why.
 

@@ -14,18 +14,31 @@ from pathlib import Path
 from typing import Any
 
 from domain.accounts import Account
+from domain.governance import User
 from domain.instruments import Instrument
-from domain.limits import FirmLimits, RiskLimits
-from domain.values import ExposureMode
+from domain.limits import FirmLimits, RiskLimits, SymbolLimits
+from domain.values import ExposureMode, Role
 from infrastructure.calendar import ConfiguredCalendar, parse_calendar
 
+# Thresholds with a default of their own (domain.limits): optional in the file.
+OPTIONAL_LIMITS = {"max_orders_per_second": "int", "max_messages_per_second": "int",
+                   "kill_messages_per_second": "int", "reject_storm_count": "int",
+                   "loss_limit": "decimal"}
 LIMIT_KEYS = frozenset({"version", "max_order_quantity", "max_order_notional",
-                        "price_collar_pct", "credit_limit", "duplicate_window_ms"})
-ACCOUNT_KEYS = LIMIT_KEYS | {"account_id", "cash", "restricted_symbols"}
-INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "lot_size", "reference_price"})
+                        "price_collar_pct", "credit_limit", "duplicate_window_ms",
+                        "reject_storm_window_ms", *OPTIONAL_LIMITS})
+ACCOUNT_KEYS = LIMIT_KEYS | {"account_id", "cash", "restricted_symbols", "opening_positions"}
+INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "lot_size", "reference_price",
+                             "luld_tier", "max_order_quantity"})
+FIRM_OPTIONAL = {"max_orders_per_second": "int", "max_messages_per_second": "int",
+                 "kill_messages_per_second": "int", "loss_limit": "decimal",
+                 "strategy_max_orders_per_second": "int",
+                 "strategy_max_messages_per_second": "int",
+                 "strategy_reject_storm_count": "int", "version": "int"}
 FIRM_KEYS = frozenset({"credit_limit", "restricted_symbols", "defaults", "exposure_mode",
-                       "reference_max_age_ms"})
-TOP_KEYS = frozenset({"firm", "instruments", "accounts", "calendar"})
+                       "reference_max_age_ms", *FIRM_OPTIONAL})
+USER_KEYS = frozenset({"username", "role", "accounts"})
+TOP_KEYS = frozenset({"firm", "instruments", "accounts", "calendar", "users"})
 
 
 @dataclass(frozen=True)
@@ -34,10 +47,39 @@ class FirmConfig:
     instruments: tuple[Instrument, ...]
     account_specs: tuple[dict[str, Any], ...]
     calendar: ConfiguredCalendar
+    user_specs: tuple[dict[str, Any], ...] = ()
+    symbol_limits: tuple[tuple[str, SymbolLimits], ...] = ()
 
     def new_accounts(self) -> list[Account]:
         """Fresh account objects (each engine owns its own; state is rebuilt from the log)."""
         return [_account(spec, self.firm.defaults) for spec in self.account_specs]
+
+    def new_users(self) -> list[User]:
+        """The seeded users (later users, roles and entitlements are events)."""
+        return [User(u["username"], u["role"], frozenset(u.get("accounts", ())))
+                for u in self.user_specs]
+
+    def new_symbol_limits(self) -> dict[str, SymbolLimits]:
+        return dict(self.symbol_limits)
+
+
+def _optional(values: dict[str, Any], kinds: dict[str, str], where: str) -> dict[str, Any]:
+    return {name: (_int if kind == "int" else _decimal)(values[name], f"{where}.{name}")
+            for name, kind in kinds.items() if name in values}
+
+
+def _user(spec: dict[str, Any], accounts: set[str]) -> dict[str, Any]:
+    where = f"user {spec.get('username', '?')}"
+    _check_keys(spec, USER_KEYS, where)
+    if not isinstance(spec.get("username"), str) or not spec["username"]:
+        raise ValueError(f"{where}: missing username")
+    if spec.get("role") not in Role.__members__.values():
+        raise ValueError(f"{where}.role: {spec.get('role')!r} is not one of "
+                         f"{', '.join(r.value for r in Role)}")
+    unknown = set(_symbols(spec.get("accounts", []), f"{where}.accounts")) - accounts
+    if unknown:
+        raise ValueError(f"{where}.accounts: unknown account(s) {', '.join(sorted(unknown))}")
+    return spec
 
 
 def _decimal(value: Any, field: str) -> Decimal:
@@ -76,6 +118,14 @@ def _limits(values: dict[str, Any], base: RiskLimits | None, where: str) -> Risk
             raise ValueError(f"{where}: missing {name}")
         return getattr(base, name)
 
+    extra = {name: (getattr(base, name) if base else None) for name in OPTIONAL_LIMITS}
+    extra.update(_optional(values, OPTIONAL_LIMITS, where))
+    if "reject_storm_window_ms" in values:
+        extra["reject_storm_window_ns"] = _int(values["reject_storm_window_ms"],
+                                               f"{where}.reject_storm_window_ms") * 1_000_000
+    elif base:
+        extra["reject_storm_window_ns"] = base.reject_storm_window_ns
+    extra = {k: v for k, v in extra.items() if v is not None}
     window_ns = (
         _int(values["duplicate_window_ms"], f"{where}.duplicate_window_ms") * 1_000_000
         if "duplicate_window_ms" in values
@@ -90,6 +140,7 @@ def _limits(values: dict[str, Any], base: RiskLimits | None, where: str) -> Risk
             duplicate_window_ns=window_ns,
             version=_int(values["version"], f"{where}.version") if "version" in values
             else (base.version if base else 1),
+            **extra,
         )
     except ValueError as exc:
         if str(exc).startswith(where):
@@ -106,7 +157,14 @@ def _account(spec: dict[str, Any], defaults: RiskLimits) -> Account:
         cash=_decimal(spec.get("cash", "0"), f"{where}.cash"),
         restricted_symbols=_symbols(spec.get("restricted_symbols", []),
                                     f"{where}.restricted_symbols"),
+        opening=_positions(spec.get("opening_positions", {}), f"{where}.opening_positions"),
     )
+
+
+def _positions(value: Any, where: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: a table of symbol = quantity, e.g. {{ AAPL = 1000 }}")
+    return {symbol: _int(quantity, f"{where}.{symbol}") for symbol, quantity in value.items()}
 
 
 def _instrument(spec: dict[str, Any]) -> Instrument:
@@ -119,6 +177,7 @@ def _instrument(spec: dict[str, Any]) -> Instrument:
             lot_size=_int(spec.get("lot_size", 1), f"{where}.lot_size"),
             reference_price=(_decimal(spec["reference_price"], f"{where}.reference_price")
                              if "reference_price" in spec else None),
+            luld_tier=_int(spec.get("luld_tier", 2), f"{where}.luld_tier"),
         )
     except KeyError as exc:
         raise ValueError(f"{where}: missing {exc.args[0]}") from None
@@ -146,7 +205,24 @@ def parse_config(doc: dict[str, Any]) -> FirmConfig:
     max_age_ms = _int(firm.get("reference_max_age_ms", 300_000), "firm.reference_max_age_ms")
     if max_age_ms <= 0:
         raise ValueError("firm.reference_max_age_ms: must be > 0")
+    accounts = {str(s.get("account_id")) for s in specs}
+    users = tuple(_user(u, accounts) for u in doc.get("users", ()))
+    names = [u["username"] for u in users]
+    if len(names) != len(set(names)):
+        raise ValueError("duplicate username in configuration")
+    symbol_limits = []
+    for spec in doc.get("instruments", ()):
+        if "max_order_quantity" in spec:
+            where = f"instrument {spec['symbol']}.max_order_quantity"
+            try:
+                symbol_limits.append((spec["symbol"], SymbolLimits(
+                    _int(spec["max_order_quantity"], where))))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+    firm_optional = _optional(firm, FIRM_OPTIONAL, "firm")
     return FirmConfig(
+        user_specs=users,
+        symbol_limits=tuple(symbol_limits),
         firm=FirmLimits(
             credit_limit=firm_credit,
             restricted_symbols=_symbols(firm.get("restricted_symbols", []),
@@ -154,6 +230,7 @@ def parse_config(doc: dict[str, Any]) -> FirmConfig:
             defaults=defaults,
             reference_max_age_ns=max_age_ms * 1_000_000,
             exposure_mode=mode,
+            **firm_optional,
         ),
         instruments=instruments,
         account_specs=specs,

@@ -188,6 +188,11 @@ class SimulatedVenue:
         book = self.books[order.symbol]
         return (book.bids if order.side == BUY else book.asks).remove(order, price)
 
+    def best_bid(self, symbol: str) -> Decimal | None:
+        """The venue's best bid (the reference-price port's bid for Rule 201)."""
+        book = self.books.get(symbol)
+        return None if book is None else book.best_bid()
+
     def requote(self) -> None:
         if self.liquidity is not None:
             self.liquidity.requote(self.books, self.priority_now() + 0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +58,7 @@ def list_orders(
     conn: sa.Connection,
     *,
     account_id: str | None = None,
+    accounts: Collection[str] | None = None,
     symbol: str | None = None,
     status: str | None = None,
     limit: int = 500,
@@ -66,6 +69,8 @@ def list_orders(
     stmt = sa.select(orders_view).order_by(o.created_ns, o.order_id).limit(limit)
     if account_id is not None:
         stmt = stmt.where(o.account_id == account_id)
+    if accounts is not None:  # a trader's reads: only the accounts they are entitled to
+        stmt = stmt.where(o.account_id.in_(sorted(accounts)))
     if symbol is not None:
         stmt = stmt.where(o.symbol == symbol)
     if status is not None:
@@ -79,11 +84,14 @@ def list_orders(
     return [order_body(row) for row in conn.execute(stmt).mappings()]
 
 
-def list_positions(conn: sa.Connection, *, account_id: str | None = None) -> list[dict[str, Any]]:
+def list_positions(conn: sa.Connection, *, account_id: str | None = None,
+                   accounts: Collection[str] | None = None) -> list[dict[str, Any]]:
     p = positions_view.c
     stmt = sa.select(positions_view).order_by(p.account_id, p.symbol)
     if account_id is not None:
         stmt = stmt.where(p.account_id == account_id)
+    if accounts is not None:  # a trader's reads: only the accounts they are entitled to
+        stmt = stmt.where(p.account_id.in_(sorted(accounts)))
     return [
         {
             "account_id": row["account_id"],
@@ -106,7 +114,9 @@ def audit_events(
     conn: sa.Connection,
     *,
     account_id: str | None = None,
+    accounts: Collection[str] | None = None,
     order_id: str | None = None,
+    event_types: Collection[str] | None = None,
     since_ns: int | None = None,
     until_ns: int | None = None,
     limit: int = 100,
@@ -117,8 +127,12 @@ def audit_events(
     stmt = sa.select(audit_trail).order_by(a.position).limit(limit)
     if account_id is not None:
         stmt = stmt.where(a.account_id == account_id)
+    if accounts is not None:  # a trader's reads: only the accounts they are entitled to
+        stmt = stmt.where(a.account_id.in_(sorted(accounts)))
     if order_id is not None:
         stmt = stmt.where(a.order_id == str(order_id))
+    if event_types is not None:
+        stmt = stmt.where(a.event_type.in_(sorted(event_types)))
     if since_ns is not None:
         stmt = stmt.where(a.ts_ns >= since_ns)
     if until_ns is not None:

@@ -28,9 +28,11 @@ from decimal import Decimal
 from typing import Any
 
 from domain import events as ev
+from domain import governance_events as gev
 from domain.accounts import Account
 from domain.book_of_record import LIQUIDITY_PROVIDER, BookOfRecord
 from domain.events import OrderAccepted, OrderFilled, OrderRejected
+from domain.governance import User
 from domain.instruments import Instrument
 from domain.limits import FirmLimits, RiskLimits
 from domain.orders import Order
@@ -43,6 +45,12 @@ MS = 1_000_000
 ACCOUNT = "ACC-A"
 OTHER_ACCOUNT = "ACC-B"
 ACTOR = "trader-1"
+RISK_OFFICER = "risk-1"
+SECOND_RISK_OFFICER = "risk-2"
+ADMIN = "admin-1"
+# Actors the unit and integration tests act as: entitled to every account of the world.
+TEST_TRADERS = ("trader-1", "tester", "prop", "hypothesis", "bench", "outage", "crash-test",
+                "ops", "anonymous")
 
 class _Counters:
     """Order ids and clock ticks; deterministic, restartable with ``reset()``."""
@@ -129,15 +137,24 @@ def account(
     account_id: str = ACCOUNT,
     cash: Decimal | str = "1000000",
     restricted_symbols: Iterable[str] = (),
+    opening: dict[str, int] | None = None,
     **limit_overrides: Any,
 ) -> Account:
-    """An account; keyword arguments other than the named ones override ``limits()``."""
+    """An account; keyword arguments other than the named ones override ``limits()``.
+
+    It holds ``OPENING`` of every test symbol unless told otherwise, so the tests' long
+    sales pass Reg SHO marking (sells beyond a holding are tested on purpose)."""
     return Account(
         account_id=account_id,
         limits=limits(**limit_overrides),
         cash=Decimal(cash),
         restricted_symbols=frozenset(restricted_symbols),
+        opening=dict(OPENING) if opening is None else opening,
     )
+
+
+OPENING = {"AAPL": 1_000_000, "MSFT": 1_000_000, "PENNY": 100_000_000, "NEWCO": 1_000_000,
+           "RSTR": 1_000_000, "SPY": 1_000_000, "TSLA": 1_000_000, "BRKA": 1_000_000}
 
 
 def default_accounts() -> list[Account]:
@@ -153,17 +170,35 @@ def book(
     firm_limits: FirmLimits | None = None,
     *,
     opened: bool = True,
+    users: Iterable[User] | None = None,
+    locates: bool = True,
 ) -> BookOfRecord:
     """A fresh ``BookOfRecord`` over the default world unless told otherwise, with its
-    trading day ``TRADING_DATE`` open (orders need one) unless ``opened=False``."""
+    trading day ``TRADING_DATE`` open (orders need one) unless ``opened=False``; the test
+    actors entitled to every account, and two risk officers and an admin."""
+    accounts = list(default_accounts() if accounts is None else accounts)
     new = BookOfRecord(
         default_instruments() if instruments is None else instruments,
-        default_accounts() if accounts is None else accounts,
+        accounts,
         firm() if firm_limits is None else firm_limits,
+        users=test_users([a.account_id for a in accounts]) if users is None else users,
     )
     if opened:
         open_day(new, TRADING_DATE, T0 - SECOND)
+    if locates:
+        for acc in accounts:
+            for symbol in new.instruments:
+                grant_locate(new, acc.account_id, symbol, 100_000_000,
+                             locate_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{acc.account_id}/{symbol}"))
     return new
+
+
+def test_users(account_ids: Iterable[str]) -> list[User]:
+    ids = frozenset(account_ids)
+    return [*(User(name, "trader", ids) for name in TEST_TRADERS),
+            User(RISK_OFFICER, "risk_officer"), User(SECOND_RISK_OFFICER, "risk_officer"),
+            User(ADMIN, "admin"), User("compliance-1", "compliance"),
+            User("auditor-1", "auditor")]
 
 
 def open_day(b: BookOfRecord, date: str = TRADING_DATE, now_ns: int | None = None,
@@ -237,19 +272,21 @@ def sample_events() -> list[Any]:
                          OrderType.LIMIT, Decimal("190.10"), "day", Decimal("190.00"),
                          "last_sale", T0 - 5, None, Decimal("190.10"), Decimal("0E-8"),
                          Decimal("12345.678901234567"), 7, limits().record,
-                         ("unknown_account", "credit"), "2023-11-14"),
+                         ("unknown_account", "credit"), "2023-11-14", "mm-1",
+                         ev.FrozenRecord({"rate": "3/2 10/9", "luld": "171.00-209.00"})),
         ev.OrderAccepted(oid, 1, T0, ACTOR, "api", ACCOUNT, "AAPL", "c-1m", Side.SELL, 10,
                          OrderType.MARKET, None, "ioc", Decimal("190.00"), "previous_close",
                          T0 - 9, Decimal("171.00"), Decimal("171.00"), Decimal("0"),
-                         Decimal("0"), 7, limits().record, ("session",), "2023-11-14"),
+                         Decimal("0"), 7, limits().record, ("session",), "2023-11-14", None,
+                         ev.FrozenRecord()),
         ev.OrderRejected(oid, 1, T0, ACTOR, "api", ACCOUNT, "AAPL", "c-2", "sell", 5,
                          OrderType.MARKET, None, "ioc", "price_collar",
                          "reference price required", "none", None, None, None, None, 0, (),
-                         None),
+                         None, None),
         ev.OrderRejected(oid, 1, T0, ACTOR, "api", ACCOUNT, "AAPL", "c-3", "buy", 5,
                          "limit", Decimal("1E+3"), "day", "credit", "10", "11",
                          Decimal("190"), "last_sale", T0, Decimal("-0.00"), 2,
-                         ("unknown_account",), "2023-11-14"),
+                         ("unknown_account",), "2023-11-14", "pairs"),
         ev.OrderFilled(*common[:7], "buy", "t-1", 40, Decimal("189.9999"), 40, 60, "taker",
                        "venue:liquidity-provider"),
         ev.CancelRequested(*common, CancelReason.REQUESTED),
@@ -257,7 +294,8 @@ def sample_events() -> list[Any]:
         ev.CancelRejected(*common, "order is filled", "filled", RequestStage.REQUEST),
         ev.ReplaceRequested(*common, 100, Decimal("190.00"), 200, Decimal("191.5"),
                             Decimal("190.00"), "last_sale", T0, Decimal("19000.00"),
-                            Decimal("19000.00"), Decimal("1E+1"), 7, ("order_type", "credit")),
+                            Decimal("19000.00"), Decimal("1E+1"), 7, ("order_type", "credit"),
+                            ev.FrozenRecord({"locate": "x (10 left)"})),
         ev.OrderReplaced(*common, 100, Decimal("190.00"), 200, Decimal("191.5"), True),
         ev.ReplaceRejected(*common, None, Decimal("250.00"), "price_collar", "0.10", "0.3",
                            RequestStage.REQUEST),
@@ -271,4 +309,62 @@ def sample_events() -> list[Any]:
                            "OperationalError: server closed the connection", 41),
         ev.BookSnapshotTaken(uuid.UUID(int=0x5A), 1, T0 + 3, "system", "system", 40,
                              "ab" * 32, 1234),
+        *governance_samples(),
     ]
+
+
+def governance_samples() -> list[Any]:
+    """One of every governance event (issue 7)."""
+    g = uuid.UUID(int=0x60)
+    at = (T0 + 4, RISK_OFFICER, "api")
+    return [
+        gev.TradingHalted(g, 1, *at, "AAPL", "news pending"),
+        gev.TradingResumed(g, 2, *at, "AAPL", "news out"),
+        gev.ShortSaleRestrictionTriggered(g, 3, *at, "AAPL", "2023-11-14", Decimal("171.00"),
+                                          Decimal("190.00"), "10% decline"),
+        gev.ShortSaleRestrictionTriggered(g, 4, *at, "AAPL", "2023-11-14", None, None,
+                                          "listing market notice"),
+        gev.LocateRequested(g, 1, *at, ACCOUNT, "AAPL", 500, "desk short"),
+        gev.LocateGranted(g, 2, *at, ACCOUNT, "AAPL", 300, T0 + 3600 * SECOND, "easy to borrow"),
+        gev.LocateConsumed(g, 3, *at, ACCOUNT, "AAPL", str(uuid.UUID(int=7)), 100, 200),
+        gev.LocateExpired(g, 4, *at, ACCOUNT, "AAPL", 200),
+        gev.KillSwitchTripped(g, 1, *at, "account:ACC-A", "reject_storm", "5 rejections",
+                              "5", "reject storm", (str(uuid.UUID(int=7)),)),
+        gev.KillSwitchTripped(g, 3, *at, "firm", "manual", "manual trip", "manual trip",
+                              "drill", ()),
+        gev.KillSwitchReset(g, 2, *at, "account:ACC-A", "reviewed"),
+        gev.LimitChangeRequested(g, 1, *at, "account:ACC-A", "credit_limit", "500000",
+                                 "750000.50", "quarter end", T0 + 7200 * SECOND),
+        gev.LimitChangeApproved(g, 2, *at, "account:ACC-A", "credit_limit", "500000",
+                                "750000.50", 8, "ok", None),
+        gev.LimitChangeRejected(g, 2, *at, "firm", "loss_limit", "no"),
+        gev.LimitChangeReverted(g, 3, *at, "account:ACC-A", "credit_limit", "500000", 9,
+                                "temporary change expired"),
+        gev.UserCreated(g, 1, *at, "zoe", "trader", "new hire"),
+        gev.UserDisabled(g, 2, *at, "zoe", "left"),
+        gev.EntitlementGranted(g, 3, *at, "zoe", ACCOUNT, "desk"),
+        gev.EntitlementRevoked(g, 4, *at, "zoe", ACCOUNT, "desk move"),
+        gev.ApiKeyIssued(g, 1, *at, "zoe", "abcd1234", "ef" * 32, "first key"),
+        gev.ApiKeyRevoked(g, 2, *at, "zoe", "abcd1234", "rotated"),
+        gev.AccountSuspended(g, 1, *at, ACCOUNT, "margin call"),
+        gev.AccountReinstated(g, 2, *at, ACCOUNT, "paid"),
+        gev.AccessDenied(g, 1, *at, "POST /orders", ACCOUNT, "role auditor may not trade"),
+        gev.AccessDenied(g, 1, T0, "unauthenticated", "api", "GET /orders", None, "no token"),
+    ]
+
+
+def grant_locate(b: BookOfRecord, account_id: str = ACCOUNT, symbol: str = "AAPL",
+                 quantity: int = 1_000_000, now_ns: int | None = None,
+                 expires_ns: int | None = None, locate_id: uuid.UUID | None = None) -> Any:
+    """A locate requested and granted by a risk officer (Reg SHO 203(b)(1)); its events.
+
+    ``book()`` grants one per account and symbol unless ``locates=False``, so the tests'
+    short sales pass (short sales without a locate are tested on purpose)."""
+    now = T0 - SECOND if now_ns is None else now_ns
+    locate_id = uuid.uuid4() if locate_id is None else locate_id
+    requested = b.gov.request_locate(locate_id, account_id, symbol, quantity, RISK_OFFICER,
+                                     Source.API, now, "test borrow")
+    granted = b.gov.grant_locate(locate_id, quantity,
+                                 4_000_000_000 * SECOND if expires_ns is None else expires_ns,
+                                 RISK_OFFICER, Source.API, now, "easy to borrow")
+    return [requested, granted]

@@ -23,6 +23,7 @@ without a server.
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -46,6 +47,11 @@ from infrastructure.postgres_admin import (
     throwaway_store,
 )
 from infrastructure.settings import Settings
+
+# Every Settings() of the run, and every subprocess (the CLI, servers), uses the tests' firm:
+# the default configuration plus the users the tests act as (tests/config/test.toml).
+TEST_CONFIG = Path(__file__).resolve().parent / "config" / "test.toml"
+os.environ["MARKETLOG_CONFIG_FILE"] = str(TEST_CONFIG)
 
 PG_FIXTURES = {"pg_url", "pg_store", "pg_owner_url", "pg_admin_url", "pg_role_urls"}
 KAFKA_FIXTURES = {"kafka_bootstrap"}

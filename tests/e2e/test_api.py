@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from api import orders as api_orders
 from api.app import create_app
 from infrastructure.settings import Settings
+from tests.auth import headers_for, login
 
 ORDER_KEYS = {
     "order_id", "client_order_id", "account_id", "symbol", "side", "quantity", "order_type",
@@ -43,6 +44,7 @@ _ids = itertools.count(1)
 @pytest.fixture
 def client(backend: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(backend)) as c:
+        login(c, "tester")  # a trader entitled to every account (tests/config/test.toml)
         yield c
 
 
@@ -66,7 +68,7 @@ _ABSENT = object()
 
 def post(client: TestClient, expected: int = 201, user: str | None = None,
          **overrides: Any) -> dict[str, Any]:
-    headers = {"X-Marketlog-User": user} if user else {}
+    headers = headers_for(client, user) if user else {}
     r = client.post("/orders", json=new_order(**overrides), headers=headers)
     assert r.status_code == expected, r.text
     body: dict[str, Any] = r.json()

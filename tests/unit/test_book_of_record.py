@@ -47,7 +47,10 @@ class Recorder:
         return event
 
     def submit(self, **kw: Any) -> OrderAccepted | OrderRejected:
-        return self.keep(b.submit(self.book, **kw))
+        event = self.keep(b.submit(self.book, **kw))
+        for follow_up in self.book.take_follow_ups():  # a locate consumed, a kill switch
+            self.keep(follow_up)
+        return event
 
     def accepted(self, **kw: Any) -> Order:
         event = self.submit(**kw)
@@ -55,7 +58,10 @@ class Recorder:
         return self.book.orders[event.order_id]
 
     def fill(self, order: Order, quantity: int | None = None, price: Any = None) -> OrderFilled:
-        return self.keep(b.fill(self.book, order, quantity, price))
+        event = self.keep(b.fill(self.book, order, quantity, price))
+        for follow_up in self.book.take_follow_ups():  # a Rule 201 trigger
+            self.keep(follow_up)
+        return event
 
     def cancel(self, order: Any) -> Any:
         return self.keep(self.book.request_cancel(order, b.ACTOR, "api", b.ts()))
@@ -65,7 +71,11 @@ class Recorder:
 
     def replace(self, order: Any, quantity: int | None, price: Any) -> Any:
         px = None if price is None else Decimal(price)
-        return self.keep(self.book.request_replace(order, quantity, px, b.ACTOR, "api", b.ts()))
+        event = self.keep(self.book.request_replace(order, quantity, px, b.ACTOR, "api",
+                                                    b.ts()))
+        for follow_up in self.book.take_follow_ups():
+            self.keep(follow_up)
+        return event
 
     def confirm_replace(self, order: Order) -> Any:
         return self.keep(self.book.confirm_replace(order, b.ts()))

@@ -42,8 +42,8 @@ def accepted(event: object) -> OrderAccepted:
 
 @pytest.mark.parametrize("quantity", [999, 1_000])
 def test_max_qty_below_and_at_limit_accepted(quantity: int) -> None:
-    # collar allows 171.00; 1,000 x 100.00 stays inside max_notional
-    book = b.book(accounts=[b.account(price_collar_pct=Decimal("0.5"))])
+    # 1,000 x 100.00 stays inside max_notional
+    book = b.book(instruments=[b.instrument("AAPL", reference_price="100.00")])
     event = accepted(b.submit(book, quantity=quantity, limit_price="100.00"))
     assert event.quantity == quantity
 
@@ -419,7 +419,8 @@ def test_first_failing_control_wins_and_checks_list_those_passed() -> None:
     event = rejected(
         b.submit(b.book(), symbol="RSTR", quantity=10_001, limit_price="42.001"), "restricted"
     )
-    assert event.checks == ("session", "unknown_account", "unknown_symbol")
+    assert event.checks == ("session", "unknown_account", "unknown_symbol",
+                            "account_suspended", "entitlement", "kill_switch", "halt")
 
 
 # ------------------------------------------------------------------------ acceptance
@@ -450,7 +451,17 @@ def test_acceptance_records_every_input_the_controls_used() -> None:
         "price_collar_pct": "0.10",
         "credit_limit": "500000",
         "duplicate_window_ns": str(b.SECOND),
+        "max_orders_per_second": "1000",
+        "max_messages_per_second": "2000",
+        "kill_messages_per_second": "5000",
+        "reject_storm_count": "200",
+        "reject_storm_window_ns": str(10 * b.SECOND),
+        "loss_limit": "1000000",
     }
+    # The new controls' inputs: messages/orders in the last second before this one (account,
+    # then firm: only the order at T0 is that recent), and the LULD band (tier 2: 10%).
+    assert event.inputs == {"rate": "1/1 1/1", "luld": "171.0000-209.0000"}
+    assert event.strategy is None
     assert event.checks == NEW_ORDER_CONTROLS
     order = book.orders[oid]
     assert order.status == OrderStatus.ACCEPTED

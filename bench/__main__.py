@@ -146,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"1/7 decision latency: {args.decision_orders:,} orders x {len(decision.MODES)} GC modes")
     for r in decision.run(args.decision_orders, warmup=20_000):
         ok = r.p50_us <= 8 and r.p99_us <= 20
+        label = decision.MODES.get(r.gc_mode) or (
+            f"same run, engine's GC schedule, only the {len(decision.BEFORE_ISSUE_7)} controls "
+            "of before issue 7 (comparison)")
         rows.append((
-            "1", f"Decision latency, {decision.MODES[r.gc_mode]} ({r.orders:,} orders, "
+            "1", f"Decision latency, {label} ({r.orders:,} orders, "
                  f"{r.rejects:,} rejects)",
             f"p50 {r.p50_us:.2f} us, p99 {r.p99_us:.2f} us, p99.9 {r.p999_us:.1f} us "
             f"(mean {r.mean_us:.2f}, max {r.max_us / 1000:.1f} ms; timer {r.timer_overhead_ns:.0f}"
@@ -239,13 +242,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. Through HTTP ---------------------------------------------------------------------
     for concurrency in (8, 64):
-        log(f"5/7 HTTP: {args.http_orders:,} orders, {concurrency} concurrent clients")
-        h = http.run(args.http_orders, concurrency)
+        log(f"5/7 HTTP: {args.http_orders:,} orders, {concurrency} concurrent clients, "
+            "with and without authentication")
+        runs = {auth: http.run(args.http_orders, concurrency, auth=auth)
+                for auth in (False, True, False, True)}  # alternating; the later pair kept
+        plain, h = runs[False], runs[True]
+        cost = (plain.orders_per_s - h.orders_per_s) / plain.orders_per_s * 100
         rows.append((
             "5", f"POST /orders through uvicorn + FastAPI, SQLite default, {concurrency} "
-                 f"concurrent httpx clients on the same machine ({h.orders:,})",
+                 f"concurrent clients on the same machine, Bearer token ({h.orders:,})",
             f"{h.orders_per_s:,.0f} orders/s; response p50 {h.p50_ms:.1f} ms, p99 "
-            f"{h.p99_ms:.1f} ms; statuses {dict(sorted(h.statuses.items()))}", "-", "-"))
+            f"{h.p99_ms:.1f} ms; statuses {dict(sorted(h.statuses.items()))}; without "
+            f"authentication (same run): {plain.orders_per_s:,.0f} orders/s, p50 "
+            f"{plain.p50_ms:.1f} ms: authentication costs {cost:+.1f}% throughput",
+            "auth <= 5%", verdict(cost <= 5)))
 
     # 6-7. Memory over trading days, restart time (fresh interpreter) ---------------------
     log(f"6/7 memory and restart: {args.restart_orders:,} orders over {args.restart_days} "

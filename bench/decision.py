@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.workload import SIM_NS_PER_ORDER, NullJournal, SimClock, bench_config, commands
 from commands.garbage_collection import CollectorSchedule
+from domain import controls as ctl
 from infrastructure.bootstrap import build_engine
 from infrastructure.settings import Settings
 
@@ -77,14 +78,36 @@ def timer_overhead_ns(samples: int = 200_000) -> float:
 
 
 MODES = {
-    "engine": "GC on the engine's schedule (collect between cycles)",
+    "engine": "GC on the engine's schedule (collect between cycles), every control (22)",
     "automatic": "comparison: Python's automatic GC",
     "disabled": "GC disabled (lower bound)",
 }
 
 
+# The controls the engine had before issue 7 (the comparison row "without the new controls":
+# the same code and run, the new checks left out of the plan).
+BEFORE_ISSUE_7 = ("session", "unknown_account", "unknown_symbol", "restricted", "lot_size",
+                  "tick_size", "max_qty", "stale_reference", "price_collar", "max_notional",
+                  "duplicate", "credit", "firm_credit")
+
+
+def without_new_controls() -> ctl.Plan:
+    return ctl.plan(tuple(c for c in ctl.NEW_ORDER if c.name in BEFORE_ISSUE_7))
+
+
 def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
-            data_dir: Path | None = None) -> DecisionResult:
+            data_dir: Path | None = None, plan: ctl.Plan | None = None) -> DecisionResult:
+    every = ctl.NEW_ORDER_PLAN
+    if plan is not None:
+        ctl.NEW_ORDER_PLAN = plan
+    try:
+        return _measure(cmds, warmup, mode=mode, batch=batch, data_dir=data_dir)
+    finally:
+        ctl.NEW_ORDER_PLAN = every
+
+
+def _measure(cmds: list[Any], warmup: int, *, mode: str, batch: int,
+             data_dir: Path | None) -> DecisionResult:
     clock = SimClock()
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-") as tmp:
         settings = Settings(data_dir=data_dir or Path(tmp), batch_max=batch)
@@ -144,6 +167,8 @@ def measure(cmds: list[Any], warmup: int, *, mode: str, batch: int = 2000,
 
 
 def run(orders: int, warmup: int) -> list[DecisionResult]:
+    """Every GC mode with every control; then, in the same run, the engine's GC schedule with
+    the controls of before issue 7 only (``gc_mode`` "before")."""
     cmds = commands(orders + warmup, seed=11)
     overhead = timer_overhead_ns()
     results = []
@@ -151,4 +176,8 @@ def run(orders: int, warmup: int) -> list[DecisionResult]:
         r = measure(cmds, warmup, mode=mode)
         r.timer_overhead_ns = overhead
         results.append(r)
+    r = measure(cmds, warmup, mode="engine", plan=without_new_controls())
+    r.timer_overhead_ns = overhead
+    r.gc_mode = "before"
+    results.append(r)
     return results

@@ -45,6 +45,8 @@ def _toml_value(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return str(value)
 
 
@@ -54,7 +56,7 @@ def config_toml(doc: dict[str, Any]) -> str:
     lines = ["[firm]", *(f"{k} = {_toml_value(v)}" for k, v in firm.items()),
              "[firm.defaults]",
              *(f"{k} = {_toml_value(v)}" for k, v in doc["firm"]["defaults"].items())]
-    for table in ("instruments", "accounts"):
+    for table in ("instruments", "accounts", "users"):
         for entry in doc[table]:
             lines += [f"[[{table}]]", *(f"{k} = {_toml_value(v)}" for k, v in entry.items())]
     return "\n".join(lines) + "\n"
@@ -66,7 +68,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(orders: int, concurrency: int) -> HttpResult:
+def run(orders: int, concurrency: int, *, auth: bool = True) -> HttpResult:
+    """``auth=False``: the same app with authentication replaced by a fixed caller (a
+    bench-only factory, ``bench.http_app``), to measure what authentication costs."""
+    factory = "api.app:create_app" if auth else "bench.http_app:create_app_without_auth"
     with tempfile.TemporaryDirectory(prefix="marketlog-bench-http-") as tmp:
         config = Path(tmp) / "firm.toml"
         config.write_text(config_toml(BENCH_CONFIG))
@@ -74,18 +79,19 @@ def run(orders: int, concurrency: int) -> HttpResult:
         env.update(MARKETLOG_DATA_DIR=str(Path(tmp) / "data"), MARKETLOG_CONFIG_FILE=str(config))
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+            [sys.executable, "-m", "uvicorn", factory, "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
              "--no-access-log"], cwd=ROOT, env=env)
         try:
-            return asyncio.run(_drive(f"http://127.0.0.1:{port}", orders, concurrency))
+            return asyncio.run(_drive(f"http://127.0.0.1:{port}", orders, concurrency,
+                                      Path(tmp) / "data" / "credentials" / "bench.token"))
         finally:
             server.terminate()
             server.wait(30)
 
 
 async def _post_loop(host: str, port: int, bodies: Any, latencies: list[float],
-                     statuses: dict[int, int]) -> None:
+                     statuses: dict[int, int], token: bytes) -> None:
     """One keep-alive connection posting orders back to back.
 
     A minimal HTTP/1.1 client on asyncio streams: httpx's async pool costs ~1 ms of CPU per
@@ -96,7 +102,8 @@ async def _post_loop(host: str, port: int, bodies: Any, latencies: list[float],
         for body in bodies:
             payload = orjson.dumps(body)
             request = (b"POST /orders HTTP/1.1\r\nHost: bench\r\n"
-                       b"Content-Type: application/json\r\nX-Marketlog-User: bench\r\n"
+                       b"Content-Type: application/json\r\nAuthorization: Bearer " + token +
+                       b"\r\n"
                        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
             t0 = time.perf_counter()
             writer.write(request)
@@ -114,7 +121,7 @@ async def _post_loop(host: str, port: int, bodies: Any, latencies: list[float],
         writer.close()
 
 
-async def _drive(base: str, orders: int, concurrency: int) -> HttpResult:
+async def _drive(base: str, orders: int, concurrency: int, token_file: Path) -> HttpResult:
     # The identity travels in a header over HTTP, not in the body.
     bodies = iter([{k: v for k, v in f.items() if k not in ("actor", "source")}
                    for f in order_fields(orders, seed=23, prefix="H")])
@@ -130,9 +137,11 @@ async def _drive(base: str, orders: int, concurrency: int) -> HttpResult:
             await asyncio.sleep(0.1)
         else:
             raise RuntimeError("the API server did not start")
+    # The server wrote a key per configured user on its first start (credentials/).
+    token = token_file.read_text().strip().encode()
     host, port = base.removeprefix("http://").split(":")
     started = time.perf_counter()
-    await asyncio.gather(*(_post_loop(host, int(port), bodies, latencies, statuses)
+    await asyncio.gather(*(_post_loop(host, int(port), bodies, latencies, statuses, token)
                            for _ in range(concurrency)))
     seconds = time.perf_counter() - started
     p50, p99 = percentiles(latencies, 50, 99)

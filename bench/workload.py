@@ -56,13 +56,28 @@ BENCH_CONFIG: dict[str, Any] = {
                 "price_collar_pct": "0.10",
                 "credit_limit": "1000000000000000",
                 "duplicate_window_ms": 1000,
+                # Every control runs on every order; these thresholds only never trip on the
+                # mix (8 accounts at up to 50k orders/s in all).
+                "max_orders_per_second": 1_000_000,
+                "max_messages_per_second": 2_000_000,
+                "kill_messages_per_second": 4_000_000,
+                "reject_storm_count": 1_000_000,
+                "loss_limit": "1000000000000",
             },
+            "max_orders_per_second": 10_000_000,
+            "max_messages_per_second": 20_000_000,
+            "kill_messages_per_second": 40_000_000,
+            "loss_limit": "1000000000000",
         },
         "instruments": [
             {"symbol": s, "tick_size": str(TICK), "lot_size": 1, "reference_price": p}
             for s, p in (*SYMBOLS, RESTRICTED)
         ],
-        "accounts": [{"account_id": a, "cash": "100000000"} for a in ACCOUNTS],
+        "accounts": [{"account_id": a, "cash": "100000000",
+                      # Long sales within the holding: Reg SHO marking passes them.
+                      "opening_positions": {s: 1_000_000_000 for s, _ in SYMBOLS}}
+                     for a in ACCOUNTS],
+        "users": [{"username": "bench", "role": "trader", "accounts": list(ACCOUNTS)}],
 }
 
 

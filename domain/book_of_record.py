@@ -25,7 +25,7 @@ from uuid import UUID
 
 from domain import controls as ctl
 from domain.accounts import Account, Exposure
-from domain.controls import NEW_ORDER_CONTROLS, REPLACE_CONTROLS, Candidate
+from domain.controls import REPLACE_CONTROLS, Candidate
 from domain.events import (
     BookSnapshotTaken,
     CancelRejected,
@@ -41,7 +41,7 @@ from domain.events import (
     TradingDayClosed,
     TradingDayOpened,
 )
-from domain.governance import Governance, User
+from domain.governance import Governance, Rate, User
 from domain.governance_events import GOVERNANCE_EVENTS
 from domain.instruments import Instrument
 from domain.lifecycle import FINISHED_STATUSES, LIVE_STATUSES, action_of, transition
@@ -125,6 +125,8 @@ class BookOfRecord:
         # longest duplicate window (older entries leave as acceptances are applied).
         self.recent_orders: dict[DuplicateKey, int] = {}
         self._recent_queue: deque[tuple[int, DuplicateKey]] = deque()
+        # Which order each of those entries is (a replace is no duplicate of the same order).
+        self.recent_owner: dict[DuplicateKey, UUID] = {}
         self._max_window_ns = max(
             [firm.defaults.duplicate_window_ns]
             + [a.limits.duplicate_window_ns for a in self.accounts.values()]
@@ -205,14 +207,15 @@ class BookOfRecord:
         c.actor, c.strategy, c.inputs = actor, strategy, {}
         c.order = c.limits = c.reference = c.protection_price = c.price = c.locate = None
         c.exposure_before = c.firm_before = c.added = None
-        index, failure, ran = ctl.run(ctl.NEW_ORDER_PLAN, c)
+        plan = ctl.NEW_ORDER_PLAN
+        index, failure, ran = ctl.run(plan, c)
         reference: Any = c.reference
         date = self.day.date
         if failure is not None:
             rejected: OrderRejected = _event(OrderRejected, (
                 order_id, 1, now_ns, actor, source, account_id, symbol, client_order_id,
                 side, quantity, order_type, limit_price, time_in_force,
-                NEW_ORDER_CONTROLS[index], failure[0], failure[1],
+                plan.names[index], failure[0], failure[1],
                 None if reference is None else reference.price,
                 None if reference is None else reference.source,
                 None if reference is None else reference.as_of_ns,
@@ -292,7 +295,7 @@ class BookOfRecord:
             order.order_id, self._version(order) + 1, now_ns, actor, source,
             order.account_id, order.symbol, quantity, limit_price, control, failure[0],
             failure[1], RequestStage.REQUEST)
-        self._bump(event.order_id, event.version)
+        self._on_replace_rejected(event)
         return event
 
     # ------------------------------------------------------- what the venue reports
@@ -441,38 +444,35 @@ class BookOfRecord:
             self._forget_before(e.ts_ns - self._max_window_ns)
         key = (e.account_id, e.symbol, e.side, e.quantity, e.limit_price)
         self.recent_orders[key] = e.ts_ns
+        self.recent_owner[key] = e.order_id
         queue.append((e.ts_ns, key))
         if e.side == SELL:
             open_sells = self.accounts[e.account_id].sell_open
             open_sells[e.symbol] = open_sells.get(e.symbol, 0) + e.quantity
-        self._count(e.account_id, e.strategy, e.ts_ns, True)
+        self._count(e.account_id, e.strategy, e.ts_ns, 1)
 
-    def _count(self, account_id: str, strategy: str | None, ts_ns: int, order: bool) -> None:
+    def _count(self, account_id: str, strategy: str | None, ts_ns: int, order: int) -> None:
         """A message (and a new order) in the throttle's windows: account, firm, strategy."""
-        windows = self.gov.windows
-        add = windows.add
-        add(windows.messages, account_id, ts_ns)
-        add(windows.messages, "", ts_ns)
-        if order:
-            add(windows.orders, account_id, ts_ns)
-            add(windows.orders, "", ts_ns)
+        rates = self.gov.windows.rates
+        rate = rates.get(account_id)
+        if rate is None:
+            rate = rates[account_id] = Rate()
+        rate.add(ts_ns, order)
+        self.gov.firm_rate.add(ts_ns, order)
         if strategy is not None:
-            key = "strategy:" + strategy
-            add(windows.messages, key, ts_ns)
-            if order:
-                add(windows.orders, key, ts_ns)
+            self.gov.windows.rate("strategy:" + strategy).add(ts_ns, order)
 
     def _on_rejected(self, e: OrderRejected) -> None:
         order = self._register(e)
         order.status = transition(order.status, "reject")
         order.reject = (e.control, e.threshold, e.observed)
         self._finish(order)
-        self._count(e.account_id, e.strategy, e.ts_ns, False)
+        self._count(e.account_id, e.strategy, e.ts_ns, 0)
         window = self.gov.reject_window(e.account_id)
         windows = self.gov.windows
-        windows.add(windows.rejects, e.account_id, e.ts_ns, window)
+        windows.add_reject(e.account_id, e.ts_ns, window)
         if e.strategy is not None:
-            windows.add(windows.rejects, "strategy:" + e.strategy, e.ts_ns, window)
+            windows.add_reject("strategy:" + e.strategy, e.ts_ns, window)
 
     def _on_filled(self, e: OrderFilled) -> None:
         order = self.orders[e.order_id]
@@ -506,7 +506,7 @@ class BookOfRecord:
         order.request_seq = self.request_seq
         self.events_applied += 1
         if e.source != SYSTEM_SOURCE:  # the engine's own cancels are no client messages
-            self._count(e.account_id, order.strategy, e.ts_ns, False)
+            self._count(e.account_id, order.strategy, e.ts_ns, 0)
 
     def _on_canceled(self, e: OrderCanceled) -> None:
         order = self.orders[e.order_id]
@@ -521,6 +521,14 @@ class BookOfRecord:
     def _on_cancel_rejected(self, e: CancelRejected) -> None:
         # On request nothing changes; at the venue the order had already finished.
         self._bump(e.order_id, e.version)
+        if e.stage == RequestStage.REQUEST:
+            self._count_request(e)
+
+    def _count_request(self, e: CancelRejected | ReplaceRejected) -> None:
+        """A refused cancel or replace is a message all the same (the throttle counts it)."""
+        if e.source != SYSTEM_SOURCE:
+            order = self.orders.get(e.order_id)
+            self._count(e.account_id, None if order is None else order.strategy, e.ts_ns, 0)
 
     def _on_replace_requested(self, e: ReplaceRequested) -> None:
         order = self.orders[e.order_id]
@@ -528,15 +536,19 @@ class BookOfRecord:
         order.version = e.version
         assert e.limit_price is not None
         order.pending_replace = PendingReplace(e.quantity, e.limit_price, e.reserved_exposure)
+        if order.side == SELL and e.quantity > order.quantity:
+            # Reg SHO marking: a pending increase of a long sale holds the position already.
+            self.accounts[e.account_id].sell_open[e.symbol] += e.quantity - order.quantity
         if e.reserved_exposure:
             self.accounts[e.account_id].exposure.enter(order.side, e.reserved_exposure)
             self.firm_exposure.enter(order.side, e.reserved_exposure)
         self.request_seq += 1
         order.request_seq = self.request_seq
         self.events_applied += 1
-        self._count(e.account_id, order.strategy, e.ts_ns, False)
+        self._count(e.account_id, order.strategy, e.ts_ns, 0)
         key = (e.account_id, e.symbol, order.side, e.quantity, e.limit_price)
         self.recent_orders[key] = e.ts_ns
+        self.recent_owner[key] = e.order_id
         self._recent_queue.append((e.ts_ns, key))
 
     def _on_replaced(self, e: OrderReplaced) -> None:
@@ -550,7 +562,8 @@ class BookOfRecord:
         self.accounts[e.account_id].exposure.enter(order.side, new - old)
         self.firm_exposure.enter(order.side, new - old)
         if order.side == SELL:
-            self.accounts[e.account_id].sell_open[e.symbol] += e.quantity - order.quantity
+            # The increase was held at the request; a decrease frees the position now.
+            self.accounts[e.account_id].sell_open[e.symbol] += min(0, e.quantity - order.quantity)
         order.pending_replace = None
         order.quantity = e.quantity
         order.limit_price = e.limit_price
@@ -564,11 +577,14 @@ class BookOfRecord:
         order = self.orders.get(e.order_id)
         if e.stage != RequestStage.VENUE or order is None:
             self._bump(e.order_id, e.version)  # refused on request, or the order finished
+            if e.stage == RequestStage.REQUEST:
+                self._count_request(e)
             return
         # Refused at the venue while the order lives on: filled to or past the new size.
         pending = order.pending_replace
         if pending is not None:
             self._release(order, pending.reserved)
+            self._release_sell(order, pending)
             order.pending_replace = None
         action = action_of(e, order.filled_quantity)
         assert action is not None
@@ -598,11 +614,18 @@ class BookOfRecord:
             self.accounts[order.account_id].exposure.enter(order.side, -open_notional)
             self.firm_exposure.enter(order.side, -open_notional)
 
+    def _release_sell(self, order: Order, pending: PendingReplace) -> None:
+        """A replace that never took effect gives back the position its increase held."""
+        if order.side == SELL and pending.quantity > order.quantity:
+            self.accounts[order.account_id].sell_open[order.symbol] -= (pending.quantity
+                                                                       - order.quantity)
+
     def _finish(self, order: Order) -> None:
         """A finished order leaves memory; a frozen record stays for idempotent resends."""
         pending = order.pending_replace
         if pending is not None:  # finished on the old terms before the venue saw the replace
             self._release(order, pending.reserved)
+            self._release_sell(order, pending)
             order.pending_replace = None
         order.pending_cancel = None
         self.orders.pop(order.order_id, None)
@@ -660,6 +683,7 @@ class BookOfRecord:
             ts, key = queue.popleft()
             if recent.get(key) == ts:
                 del recent[key]
+                del self.recent_owner[key]
 
 
 def _no_bid(_symbol: str) -> Decimal | None:

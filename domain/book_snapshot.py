@@ -151,7 +151,7 @@ def state_of(book: BookOfRecord) -> dict[str, Any]:
         # before): stored by day, so a restore builds each record once.
         "finished_today": _records(book, book._finished_today),
         "finished_before": _records(book, book._finished_before),
-        "recent": [[ts, [k[0], k[1], k[2], k[3], _dec(k[4])]]
+        "recent": [[ts, [k[0], k[1], k[2], k[3], _dec(k[4])], book.recent_owner[k].hex]
                    for ts, k in book._recent_queue if book.recent_orders.get(k) == ts],
         "firm_limits": _limits_state(book.firm),
         "governance": _governance_state(book.gov),
@@ -193,7 +193,6 @@ def _governance_state(gov: Governance) -> dict[str, Any]:
         "symbol_limits": {s: _limits_state(v) for s, v in gov.symbol_limits.items()},
         "pending": [_event_values(e) for e in gov.pending.values()],
         "temporary": [[_event_values(e), before] for e, before in gov.temporary.values()],
-        "fills_since_sweep": gov.fills_since_sweep,
         "denials": gov.denials,
     }
 
@@ -201,7 +200,8 @@ def _governance_state(gov: Governance) -> dict[str, Any]:
 def _event_from(cls: Any, values: list[Any]) -> Any:
     out = []
     for name, saved in zip(cls._fields, values, strict=True):
-        kind = cls.__annotations__[name]
+        annotation = cls.__annotations__[name]
+        kind = getattr(annotation, "__forward_arg__", str(annotation))
         value: Any = saved
         if saved is not None and "UUID" in kind:
             value = _uuid(saved)
@@ -240,6 +240,7 @@ def _restore_governance(gov: Governance, saved: dict[str, Any]) -> None:
     gov.tripped = {scope: _event_from(KillSwitchTripped, v)
                    for scope, v in saved["tripped"].items()}
     gov.windows.restore(saved["windows"])
+    gov.firm_rate = gov.windows.rate("")
     gov.symbol_limits = {s: _limits_from(SymbolLimits(), v)
                          for s, v in saved["symbol_limits"].items()}
     pending = [_event_from(LimitChangeRequested, v) for v in saved["pending"]]
@@ -248,7 +249,7 @@ def _restore_governance(gov: Governance, saved: dict[str, Any]) -> None:
     for values, before in saved["temporary"]:
         approval = _event_from(LimitChangeApproved, values)
         gov.temporary[approval.change_id] = (approval, before)
-    gov.fills_since_sweep = saved["fills_since_sweep"]
+    gov.fills_since_sweep = 1  # the engine's own bookkeeping: sweep once after a restart
     gov.denials = saved["denials"]
 
 
@@ -290,7 +291,9 @@ def restore(book: BookOfRecord, state: dict[str, Any]) -> None:
     _restore_governance(book.gov, state["governance"])
     book._recent_queue = deque()
     book.recent_orders = {}
-    for ts, k in state["recent"]:
+    book.recent_owner = {}
+    for ts, k, owner in state["recent"]:
         key = (k[0], k[1], k[2], k[3], _undec(k[4]))
         book._recent_queue.append((ts, key))
         book.recent_orders[key] = ts
+        book.recent_owner[key] = _uuid(owner)

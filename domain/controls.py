@@ -18,7 +18,6 @@ from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from domain.governance import SECOND_NS, within
 from domain.lifecycle import LIVE_STATUSES, WORKING_STATUSES
 from domain.values import ZERO, OrderType, ReferenceSource, Side
 
@@ -207,45 +206,35 @@ def halt(c: Candidate) -> Failure:
 
 def rate(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(ii) throttle: messages and new orders per sliding second, per account,
-    # per strategy tag and firm-wide. Messages count whether accepted or not, so a client
+    # firm-wide and per strategy tag. Messages count whether accepted or not, so a client
     # that keeps flooding stays throttled.
-    windows = c.book.gov.windows
-    cutoff = c.now_ns - SECOND_NS
-    messages, orders = windows.messages, windows.orders
+    gov = c.book.gov
+    now, limits, firm = c.now_ns, c.limits, c.book.firm
     new = c.order is None
-    limits, firm = c.limits, c.book.firm
-    counts = []
-    for key, max_messages, max_orders in (
-            (c.account_id, limits.max_messages_per_second, limits.max_orders_per_second),
-            ("", firm.max_messages_per_second, firm.max_orders_per_second)):
-        q = messages.get(key)
-        m = within(q, cutoff) if q else 0
-        if m >= max_messages:
-            return (f"{max_messages} messages/s{' firm-wide' if not key else ''}",
-                    f"{m + 1} messages/s")
-        o = 0
-        if new:
-            q = orders.get(key)
-            o = within(q, cutoff) if q else 0
-            if o >= max_orders:
-                return (f"{max_orders} orders/s{' firm-wide' if not key else ''}",
-                        f"{o + 1} orders/s")
-        counts.append(f"{m}/{o}")
-    if c.strategy is not None:
-        key = "strategy:" + c.strategy
-        q = messages.get(key)
-        m = within(q, cutoff) if q else 0
-        if m >= firm.strategy_max_messages_per_second:
-            return (f"{firm.strategy_max_messages_per_second} messages/s ({key})",
-                    f"{m + 1} messages/s")
-        q = orders.get(key)
-        o = within(q, cutoff) if q and new else 0
-        if o >= firm.strategy_max_orders_per_second:
-            return (f"{firm.strategy_max_orders_per_second} orders/s ({key})",
-                    f"{o + 1} orders/s")
-        counts.append(f"{m}/{o}")
-    # Messages/orders in the last second before this one: account, firm[, strategy].
-    c.inputs["rate"] = " ".join(counts)
+    account = gov.windows.rates.get(c.account_id)
+    ao, am = (0, 0) if account is None else account.counts(now)
+    if am >= limits.max_messages_per_second:
+        return (f"{limits.max_messages_per_second} messages/s", f"{am + 1} messages/s")
+    if new and ao >= limits.max_orders_per_second:
+        return (f"{limits.max_orders_per_second} orders/s", f"{ao + 1} orders/s")
+    fo, fm = gov.firm_rate.counts(now)
+    if fm >= firm.max_messages_per_second:
+        return (f"{firm.max_messages_per_second} messages/s firm-wide", f"{fm + 1} messages/s")
+    if new and fo >= firm.max_orders_per_second:
+        return (f"{firm.max_orders_per_second} orders/s firm-wide", f"{fo + 1} orders/s")
+    if c.strategy is None:
+        # Messages/orders in the second before this one: the account's, the firm's.
+        c.inputs["rate"] = f"{am}/{ao} {fm}/{fo}"
+        return None
+    key = "strategy:" + c.strategy
+    tagged = gov.windows.rates.get(key)
+    so, sm = (0, 0) if tagged is None else tagged.counts(now)
+    if sm >= firm.strategy_max_messages_per_second:
+        return (f"{firm.strategy_max_messages_per_second} messages/s ({key})",
+                f"{sm + 1} messages/s")
+    if new and so >= firm.strategy_max_orders_per_second:
+        return (f"{firm.strategy_max_orders_per_second} orders/s ({key})", f"{so + 1} orders/s")
+    c.inputs["rate"] = f"{am}/{ao} {fm}/{fo} {sm}/{so}"
     return None
 
 
@@ -458,9 +447,8 @@ def duplicate(c: Candidate) -> Failure:
     # 15c3-5(c)(1)(ii): the same order again within the window, whatever its client id.
     key = (c.account_id, c.symbol, c.side, c.quantity, c.limit_price)
     order = c.order
-    if order is not None and key == (order.account_id, order.symbol, order.side,
-                                     order.quantity, order.limit_price):
-        return None  # a replace to the order's own terms duplicates nothing
+    if order is not None and c.book.recent_owner.get(key) == order.order_id:
+        return None  # a replace back to terms this same order had duplicates nothing
     last = c.book.recent_orders.get(key)
     window = c.limits.duplicate_window_ns
     if last is not None and c.now_ns - last < window:

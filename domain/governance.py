@@ -136,41 +136,97 @@ def within(q: deque[int], cutoff: int) -> int:
     return n - i
 
 
-class Windows:
-    """Sliding one-second windows (throttle) and reject-storm windows, per key."""
+BUCKET_NS = 1_000_000  # the throttle's resolution: one millisecond
+WINDOW_BUCKETS = SECOND_NS // BUCKET_NS
 
-    __slots__ = ("messages", "orders", "rejects")
+
+class Rate:
+    """Messages and new orders in a sliding second (15c3-5 throttle), at millisecond
+    resolution: per-millisecond counts and running totals, so a check costs a few integer
+    operations however many orders the second held. Only ``add`` (applying an event) drops
+    expired buckets; ``counts`` (a decision) changes nothing, so a replay holds exactly what
+    the live book held."""
+
+    __slots__ = ("buckets", "messages", "orders")
 
     def __init__(self) -> None:
-        self.orders: dict[str, deque[int]] = {}
-        self.messages: dict[str, deque[int]] = {}
+        self.buckets: deque[list[int]] = deque()  # [millisecond, orders, messages]
+        self.orders = 0
+        self.messages = 0
+
+    def add(self, ts_ns: int, order: int) -> None:
+        ms = ts_ns // BUCKET_NS
+        buckets = self.buckets
+        self.orders += order
+        self.messages += 1
+        if buckets:
+            last = buckets[-1]
+            if last[0] == ms:  # the usual case in a burst
+                last[1] += order
+                last[2] += 1
+                return
+            cutoff = ms - WINDOW_BUCKETS
+            while buckets and buckets[0][0] <= cutoff:
+                _, orders, messages = buckets.popleft()
+                self.orders -= orders
+                self.messages -= messages
+        buckets.append([ms, order, 1])
+
+    def counts(self, now_ns: int) -> tuple[int, int]:
+        """(orders, messages) within the second before ``now_ns``."""
+        cutoff = now_ns // BUCKET_NS - WINDOW_BUCKETS
+        orders, messages = self.orders, self.messages
+        for bucket in self.buckets:  # expired buckets are at the front
+            if bucket[0] > cutoff:
+                break
+            orders -= bucket[1]
+            messages -= bucket[2]
+        return orders, messages
+
+
+NO_RATE = Rate()  # the counts of a key that never sent anything
+
+
+class Windows:
+    """Throttle rates per account, strategy tag ("strategy:<tag>") and the firm (""), and
+    reject-storm windows (timestamps: rejections are few) per account and strategy tag."""
+
+    __slots__ = ("rates", "rejects")
+
+    def __init__(self) -> None:
+        self.rates: dict[str, Rate] = {}
         self.rejects: dict[str, deque[int]] = {}
 
-    @staticmethod
-    def _queue(table: dict[str, deque[int]], key: str) -> deque[int]:
-        q = table.get(key)
-        if q is None:
-            q = table[key] = deque()
-        return q
+    def rate(self, key: str) -> Rate:
+        rate = self.rates.get(key)
+        if rate is None:
+            rate = self.rates[key] = Rate()
+        return rate
 
-    def count(self, table: dict[str, deque[int]], key: str, now_ns: int,
-              window_ns: int = SECOND_NS) -> int:
-        q = table.get(key)
+    def count_rejects(self, key: str, now_ns: int, window_ns: int) -> int:
+        q = self.rejects.get(key)
         return 0 if q is None else within(q, now_ns - window_ns)
 
-    def add(self, table: dict[str, deque[int]], key: str, ts_ns: int,
-            window_ns: int = SECOND_NS) -> None:
-        q = self._queue(table, key)
+    def add_reject(self, key: str, ts_ns: int, window_ns: int) -> None:
+        q = self.rejects.get(key)
+        if q is None:
+            q = self.rejects[key] = deque()
         trim(q, ts_ns - window_ns)  # memory stays bounded through a long replay
         q.append(ts_ns)
 
-    def state(self) -> dict[str, dict[str, list[int]]]:
-        return {name: {k: list(q) for k, q in getattr(self, name).items() if q}
-                for name in self.__slots__}
+    def state(self) -> dict[str, Any]:
+        return {"rates": {k: [list(b) for b in r.buckets] for k, r in self.rates.items()
+                          if r.buckets},
+                "rejects": {k: list(q) for k, q in self.rejects.items() if q}}
 
-    def restore(self, saved: dict[str, dict[str, list[int]]]) -> None:
-        for name in self.__slots__:
-            setattr(self, name, {k: deque(v) for k, v in saved[name].items()})
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.rates = {}
+        for key, buckets in saved["rates"].items():
+            rate = self.rates[key] = Rate()
+            rate.buckets = deque(list(b) for b in buckets)
+            rate.orders = sum(b[1] for b in buckets)
+            rate.messages = sum(b[2] for b in buckets)
+        self.rejects = {k: deque(v) for k, v in saved["rejects"].items()}
 
 
 class Governance:
@@ -190,10 +246,13 @@ class Governance:
         self.locates: dict[UUID, Locate] = {}
         self.tripped: dict[str, KillSwitchTripped] = {}  # scope -> the trip in force
         self.windows = Windows()
+        self.firm_rate = self.windows.rate("")  # firm-wide throttle counts, read every order
         self.symbol_limits: dict[str, SymbolLimits] = dict(symbol_limits or {})
         self.pending: dict[UUID, LimitChangeRequested] = {}
         # Approved changes that revert by themselves: change id -> (approval, value before).
         self.temporary: dict[UUID, tuple[LimitChangeApproved, str]] = {}
+        # Fills since the last loss-limit sweep: the engine's scheduling aid, not state of the
+        # log (a sweep that finds nothing records nothing), so no snapshot holds it.
         self.fills_since_sweep = 0
         self.denials = 0
         # LULD bands by symbol, with the reference they were computed from (decision cache).
@@ -402,14 +461,13 @@ class Governance:
         scope = account_scope(account_id)
         if scope not in self.tripped:
             if control == "rate":
-                rate = windows.count(windows.messages, account_id, now_ns)
+                _, rate = windows.rates.get(account_id, NO_RATE).counts(now_ns)
                 if rate > limits.kill_messages_per_second:
                     events += self.trip(scope, KillTrigger.MESSAGE_RATE,
                                         f"{limits.kill_messages_per_second} messages/s",
                                         f"{rate} messages/s", SYSTEM, Source.SYSTEM, now_ns,
                                         "message-rate breach")
-            storm = windows.count(windows.rejects, account_id, now_ns,
-                                  limits.reject_storm_window_ns)
+            storm = windows.count_rejects(account_id, now_ns, limits.reject_storm_window_ns)
             if scope not in self.tripped and storm >= limits.reject_storm_count:
                 events += self.trip(scope, KillTrigger.REJECT_STORM,
                                     f"{limits.reject_storm_count} rejections in "
@@ -417,12 +475,12 @@ class Governance:
                                     str(storm), SYSTEM, Source.SYSTEM, now_ns, "reject storm")
         if strategy is not None:
             tag = strategy_scope(strategy)
-            storm = windows.count(windows.rejects, tag, now_ns, limits.reject_storm_window_ns)
+            storm = windows.count_rejects(tag, now_ns, limits.reject_storm_window_ns)
             count = book.firm.strategy_reject_storm_count
             if tag not in self.tripped and storm >= count:
                 events += self.trip(tag, KillTrigger.REJECT_STORM, f"{count} rejections",
                                     str(storm), SYSTEM, Source.SYSTEM, now_ns, "reject storm")
-        rate = windows.count(windows.messages, FIRM, now_ns)
+        _, rate = windows.rates.get("", NO_RATE).counts(now_ns)
         if FIRM not in self.tripped and rate > book.firm.kill_messages_per_second:
             events += self.trip(FIRM, KillTrigger.MESSAGE_RATE,
                                 f"{book.firm.kill_messages_per_second} messages/s",

@@ -10,7 +10,7 @@ locates, limit changes, API keys and denials get an id of their own.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 # ---------------------------------------------------------------------------- symbols
@@ -321,7 +321,7 @@ class AccessDenied(NamedTuple):
     reason: str
 
 
-GOVERNANCE_EVENTS: tuple[type[NamedTuple], ...] = (  # type: ignore[valid-type]
+GOVERNANCE_EVENTS: tuple[type[Any], ...] = (
     TradingHalted, TradingResumed, ShortSaleRestrictionTriggered,
     LocateRequested, LocateGranted, LocateConsumed, LocateExpired,
     KillSwitchTripped, KillSwitchReset,

@@ -224,7 +224,10 @@ def diagnose(topic: str, originator_id: UUID, version: int, state: bytes) -> str
         return f"its topic was changed to {topic!r}, which names no event type"
     fields = cls._fields
     expected = set(fields) | {"schema", "prev_hash", "hash"}
-    if set(body) != expected and body.get("schema") == SCHEMA_VERSION[name]:
+    schema = body.get("schema", 1)
+    # Fields other than the type's at its current version, or a version it never had.
+    if set(body) != expected and (not isinstance(schema, int)
+                                  or schema >= SCHEMA_VERSION[name]):
         return (f"its topic {topic!r} does not match the stored body (a {name} has other "
                 "fields): the topic was changed")
     if len(fields) >= 2:

@@ -118,6 +118,11 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"server not healthy after {timeout}s:\n{self.log()}")
 
+    def headers(self, username: str = "crash-test") -> dict[str, str]:
+        """The user's key, written by the server on its first start (data dir/credentials)."""
+        token = (self.settings.data_dir / "credentials" / f"{username}.token").read_text()
+        return {"Authorization": f"Bearer {token.strip()}"}
+
     def log(self) -> str:
         path = self.log_dir / f"server-{self.starts}.log"
         return path.read_text(errors="replace")[-5000:] if path.exists() else ""
@@ -149,8 +154,9 @@ def server(backend: Settings, tmp_path: Path) -> Iterator[Server]:
 class Stream:
     """Client threads posting orders until told to stop or the server goes away."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.url = url
+        self.headers = headers
         self.numbers = itertools.count()
         self.lock = threading.Lock()
         self.acknowledged: dict[int, tuple[int, dict[str, Any]]] = {}
@@ -181,7 +187,7 @@ class Stream:
                     n = next(self.numbers)
                 try:
                     response = client.post("/orders", json=order_payload(n),
-                                           headers={"X-Marketlog-User": "crash-test"})
+                                           headers=self.headers)
                 except httpx.HTTPError:
                     with self.lock:
                         self.failed_in_flight += 1
@@ -217,7 +223,7 @@ def read_model_digest(settings: Settings) -> str:
 def test_sigkill_mid_stream_loses_nothing_acknowledged(server: Server, backend: Settings,
                                                        tmp_path: Path) -> None:
     server.start()
-    stream = Stream(server.url)
+    stream = Stream(server.url, server.headers())
     stream.start()
     deadline = time.monotonic() + 120
     while stream.count() < ACKNOWLEDGED_BEFORE_KILL:
@@ -240,7 +246,7 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(server: Server, backend: 
     server.start()  # same store, same port
     with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S) as client:
         for n, (_, before) in sorted(acknowledged.items()):
-            response = client.get(f"/orders/{before['order_id']}")
+            response = client.get(f"/orders/{before['order_id']}", headers=server.headers())
             assert response.status_code == 200, (n, response.text)
             after = response.json()
             for key in ("client_order_id", "account_id", "symbol", "side", "order_type",
@@ -257,12 +263,12 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(server: Server, backend: 
 
         for n, (_, before) in sorted(acknowledged.items()):
             response = client.post("/orders", json=order_payload(n),
-                                   headers={"X-Marketlog-User": "crash-test"})
+                                   headers=server.headers())
             assert response.status_code == 200, (n, response.status_code, response.text)
             assert response.json()["order_id"] == before["order_id"], n
             assert (response.json()["status"] == "rejected") == (before["status"] == "rejected")
 
-        chain = client.get("/audit/verify").json()
+        chain = client.get("/audit/verify", headers=server.headers()).json()
         assert chain["ok"] is True, chain
         deadline = time.monotonic() + 30
         while (health := client.get("/health").json())["projections"]["lag"]:

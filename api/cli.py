@@ -185,6 +185,8 @@ def _print_demo(console: Console, r: DemoResult) -> None:
         ("resends conflicting with the original (nothing journaled)", o["conflict"]),
         ("cancels done / refused", f"{o['cancel_done']:,} / {o['cancel_refused']:,}"),
         ("replaces done / refused", f"{o['replace_done']:,} / {o['replace_refused']:,}"),
+        ("risk desk actions done / refused",
+         f"{o['governance_done']:,} / {o['governance_refused']:,}"),
         ("DAY orders canceled at end of day", o["end_of_day_canceled"]),
         ("fills (executions per order)", r.fills),
         ("events journaled", r.events),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,17 +48,26 @@ from commands.models import (
     CancelOrder,
     CloseTradingDay,
     Command,
+    GrantLocate,
+    HaltSymbol,
     OpenTradingDay,
+    ReinstateAccount,
     ReplaceOrder,
+    RequestLocate,
+    ResetKillSwitch,
+    ResumeSymbol,
     SubmitOrder,
+    SuspendAccount,
+    TriggerShortSaleRestriction,
+    TripKillSwitch,
 )
 from commands.outcomes import Outcome
 from domain.controls import NEW_ORDER_CONTROLS
 from domain.values import OrderStatus, OrderType, Side, Source, TimeInForce
 from infrastructure.bootstrap import System, bootstrap
 from infrastructure.clock import utc_now_ns
-from infrastructure.credentials import issue_missing_keys
 from infrastructure.config import FirmConfig
+from infrastructure.credentials import issue_missing_keys
 from infrastructure.event_store import ChainCheck
 from infrastructure.settings import Settings
 from infrastructure.venue import SyntheticLiquidity
@@ -124,7 +134,7 @@ class Desk:
 
     def order(self, trader: Trader, symbol: str, side: Side, quantity: int,
               price: Decimal | None = None, tif: TimeInForce = TimeInForce.DAY, *,
-              account: str | None = None) -> SubmitOrder:
+              account: str | None = None, strategy: str | None = None) -> SubmitOrder:
         account = account or trader.account
         bump = self.lot(symbol) if symbol in self.instruments else 1
         while (account, symbol, side, quantity, price) in self._keys:
@@ -134,7 +144,8 @@ class Desk:
             client_order_id=self.client_id(trader.name), account_id=account, symbol=symbol,
             side=side, quantity=quantity,
             order_type=OrderType.MARKET if price is None else OrderType.LIMIT,
-            limit_price=price, time_in_force=tif, actor=trader.name, source=Source.DEMO)
+            limit_price=price, time_in_force=tif, strategy=strategy, actor=trader.name,
+            source=Source.DEMO)
 
 
 # --------------------------------------------------------------------------- the traders
@@ -392,9 +403,86 @@ class BlockDesk(Trader):
             self.refused = True
 
 
+class ShortSeller(Trader):
+    """Sells short on ACC-BETA under the Reg SHO rules, while the risk desk (``rose``) works
+    around her: locates requested and granted, a halt and its resumption, a Rule 201
+    restriction, a suspension, and now and then an order for an account not hers."""
+
+    name, account, weight = "sasha", "ACC-BETA", 6
+    desk_officer = "rose"
+    script = ("no_locate", "locate", "short", "short", "halt", "halted_order", "resume",
+              "ssr", "ssr_short", "not_mine", "suspend", "suspended_order", "reinstate",
+              "short", "luld", "kill", "killed_order", "reset", "short")
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.restricted = False
+
+    def _risk(self, command: type[Command], **fields: Any) -> Command:
+        return command(actor=self.desk_officer, source=Source.DEMO,  # type: ignore[call-arg]
+                       **fields)
+
+    def act(self, desk: Desk) -> list[Command]:
+        rng = desk.rng
+        what = self.script[self.step % len(self.script)]
+        self.step += 1
+        symbol = "AAPL"
+        above = desk.price(symbol, rng.randint(3, 8) * desk.step(symbol))  # above the bid
+        short = desk.order(self, symbol, Side.SELL_SHORT, rng.randint(1, 5) * 10, above,
+                           strategy=f"{self.name}-shorts")
+        if what == "no_locate":  # before any locate: Reg SHO 203(b)(1) refuses it
+            return [desk.order(self, "MSFT", Side.SELL_SHORT, 10,
+                               desk.price("MSFT", 5 * desk.step("MSFT")))]
+        if what == "locate":
+            locate_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+            expires = utc_now_ns() + 3600 * 1_000_000_000
+            return [RequestLocate(locate_id=locate_id, account_id=self.account, symbol=symbol,
+                                  quantity=2_000, reason="short AAPL", actor=self.name,
+                                  source=Source.DEMO),
+                    self._risk(GrantLocate, locate_id=locate_id, quantity=1_500,
+                               expires_at_ns=expires, reason="easy to borrow")]
+        if what == "halt":
+            return [self._risk(HaltSymbol, symbol="MSFT", reason="news pending")]
+        if what == "halted_order":
+            return [desk.order(self, "MSFT", Side.BUY, 10, desk.price("MSFT", -desk.step("MSFT")))]
+        if what == "resume":
+            return [self._risk(ResumeSymbol, symbol="MSFT", reason="news out")]
+        if what == "ssr":
+            if self.restricted:
+                return [short]
+            self.restricted = True
+            return [self._risk(TriggerShortSaleRestriction, symbol=symbol,
+                               reason="listing market notice (Rule 201)")]
+        if what == "ssr_short":  # at the bid or below while restricted: refused
+            return [desk.order(self, symbol, Side.SELL_SHORT, 10,
+                               desk.price(symbol, -40 * desk.step(symbol)))]
+        if what == "not_mine":  # 15c3-5(c)(2)(iii): ACC-ALPHA is not hers
+            return [desk.order(self, symbol, Side.BUY, 10, desk.price(symbol, -desk.step(symbol)),
+                               account="ACC-ALPHA")]
+        if what == "suspend":
+            return [self._risk(SuspendAccount, account_id="ACC-GAMMA", reason="margin call")]
+        if what == "suspended_order":
+            return [desk.order(self, symbol, Side.BUY, 10, desk.price(symbol, -desk.step(symbol)),
+                               account="ACC-GAMMA")]
+        if what == "reinstate":
+            return [self._risk(ReinstateAccount, account_id="ACC-GAMMA", reason="margin met")]
+        if what == "luld":  # 7% under SPY: inside the firm's 10% collar, outside its 5% band
+            return [desk.order(self, "SPY", Side.BUY, 10,
+                               desk.price("SPY", -desk.mid_ticks("SPY") * 7 // 100))]
+        if what == "kill":  # a drill: her resting orders are canceled, new ones refused
+            return [self._risk(TripKillSwitch, scope=f"strategy:{self.name}-shorts",
+                               reason="drill")]
+        if what == "killed_order":
+            return [short]
+        if what == "reset":
+            return [self._risk(ResetKillSwitch, scope=f"strategy:{self.name}-shorts",
+                               reason="drill over")]
+        return [short]
+
+
 def traders() -> list[Trader]:
     return [MarketMaker(), Momentum(), FatFinger(), Restricted(), Resender(), CreditHog(),
-            BlockDesk()]
+            BlockDesk(), ShortSeller()]
 
 
 # --------------------------------------------------------------------------- the result
@@ -600,6 +688,8 @@ def _classify(command: Command, outcome: Outcome | BaseException) -> str:
             assert outcome.order is not None
             return "rejected" if outcome.order["status"] == OrderStatus.REJECTED else "accepted"
         return {"existing": "idempotent_resend"}.get(outcome.kind, outcome.kind)
+    if not isinstance(command, CancelOrder | ReplaceOrder):
+        return f"governance_{outcome.kind}"  # halts, locates, suspensions (issue 7)
     name = "cancel" if isinstance(command, CancelOrder) else "replace"
     return f"{name}_{'done' if outcome.kind == 'updated' else outcome.kind}"
 

@@ -526,6 +526,28 @@ def test_message_rate_breach_trips_the_account_switch() -> None:
     accepted(b.submit(book, account_id=ACC_B, now_ns=b.T0 + 2 * b.SECOND))
 
 
+def test_a_replace_flood_beyond_the_kill_rate_trips_the_account_switch() -> None:
+    # BUG: domain/book_of_record.py request_replace (line 258) / _refuse_replace (lines
+    # 291-299) never call gov.after_reject (only submit does, line 225): refused replaces,
+    # although counted as messages, are never checked against kill_messages_per_second,
+    # so a client flooding replaces at any rate never trips its switch. Expected: the
+    # replace refused at 5 messages/s (kill threshold 4) followed by
+    # KillSwitchTripped(message_rate) and the cancel of the resting order; actual: no
+    # follow-up, nothing tripped (a flood at 8 messages/s probed the same).
+    book = b.book(accounts=[b.account(max_messages_per_second=3, kill_messages_per_second=4)])
+    order = b.accepted(book, now_ns=b.T0)
+    for i in (1, 2):
+        replace_requested(replace(book, order, 50 + i, now_ns=b.T0 + i))
+        book.confirm_replace(order, b.T0 + i)
+    replace_rejected(replace(book, order, 60, now_ns=b.T0 + 3), "rate")  # 4: at the limit
+    assert book.take_follow_ups() == []
+    replace_rejected(replace(book, order, 61, now_ns=b.T0 + 4), "rate")  # 5: beyond it
+    tripped, cancel = book.take_follow_ups()
+    assert (tripped.scope, tripped.trigger, tripped.observed) == (
+        f"account:{ACC_A}", KillTrigger.MESSAGE_RATE, "5 messages/s")
+    assert cancel.order_id == order.order_id
+
+
 def test_reject_storm_trips_at_the_count() -> None:
     book = b.book(accounts=[b.account(reject_storm_count=3)])  # window 10 s
     resting = b.accepted(book, now_ns=b.T0)
@@ -637,16 +659,36 @@ def test_replace_of_a_sell_counts_the_other_open_sells() -> None:
 
 
 def test_a_pending_replace_that_raises_a_sell_reserves_the_position() -> None:
-    # BUG: domain/controls.py marking() (lines 241-255) nets the position only against
-    # Account.sell_open, which grows when the venue confirms a replace
-    # (book_of_record._on_replaced), not when it is requested: a pending increase is not
-    # held back (exposure is: _on_replace_requested reserves it). Expected: the new 40 sell
-    # rejected "marking" (100 held, 100 already offered); actual: accepted, and once the
-    # venue confirms the replace the account has 140 open long sells against 100 held.
+    # Until the venue confirms, the old terms trade, but the raise may take effect: without
+    # holding it back, a 40 sell would pass now and 140 be offered against 100 held.
     book = long_book()
     sell = b.accepted(book, side=SELL, quantity=60)
     replace_requested(replace(book, sell, 100))  # pending at the venue
-    rejected(b.submit(book, side=SELL, quantity=40), "marking")
+    e = rejected(b.submit(book, side=SELL, quantity=40), "marking")
+    assert e.threshold == "0 long (mark sell_short beyond)"
+    book.confirm_replace(sell, b.ts())
+    rejected(b.submit(book, side=SELL, quantity=1), "marking")
+
+
+@pytest.mark.parametrize("finish", ["fill", "cancel"])
+def test_a_pending_raise_gives_the_position_back_when_the_order_finishes_first(
+        finish: str) -> None:
+    rec = Rec(long_book)
+    sell = rec.accepted(side=SELL, quantity=60)
+    replace_requested(rec.replace(sell, 100))
+    if finish == "fill":
+        rec.fill(sell, 60, "190.00")  # 40 held now, nothing offered
+        free = 40
+    else:
+        rec.keep(rec.book.request_cancel(sell, b.ACTOR, API, b.ts()))
+        rec.keep(rec.book.confirm_cancel(sell, b.ts()))  # before the replace reaches it
+        free = 100
+    assert sell.order_id not in rec.book.orders
+    e = rejected(rec.submit(side=SELL, quantity=free + 1), "marking")
+    assert e.threshold == f"{free} long (mark sell_short beyond)"
+    accepted(rec.submit(side=SELL, quantity=free))
+    assert_replays(rec)
+    assert_restores(rec)
 
 
 # -------------------------------------------------------------------------------- locate
@@ -1356,20 +1398,13 @@ def test_every_event_applies_identically_on_replay(scenario: Callable[[], Rec]) 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
 def test_a_snapshot_restores_the_same_state(scenario: Callable[[], Rec]) -> None:
-    # BUG (scenario_kill_switches, scenario_limits, scenario_loss_limit): see
-    # test_a_snapshot_holding_governance_events_restores; a snapshot holding a tripped
-    # switch, a pending or a temporary limit change cannot be restored.
     assert_restores(scenario())
 
 
 @pytest.mark.parametrize("held", ["tripped switch", "pending change", "temporary change"])
 def test_a_snapshot_holding_governance_events_restores(held: str) -> None:
-    # BUG: domain/book_snapshot.py _event_from (lines 203-205) tests `"UUID" in kind` with
-    # kind = cls.__annotations__[name]; typing.NamedTuple turns the string annotations (the
-    # module has `from __future__ import annotations`) into typing.ForwardRef objects, so
-    # restore() raises "TypeError: argument of type 'ForwardRef' is not iterable" for any
-    # snapshot whose governance holds a KillSwitchTripped (tripped), LimitChangeRequested
-    # (pending) or LimitChangeApproved (temporary). Expected: the same state restored.
+    # The snapshot stores these as events; typing.NamedTuple keeps their (postponed)
+    # annotations as ForwardRef objects, which restoring them must read.
     book = b.book()
     if held == "tripped switch":
         trip(book, "firm")
@@ -1404,7 +1439,6 @@ def test_a_restored_book_takes_the_same_next_decisions() -> None:
 
 
 def test_a_restored_book_reverts_a_temporary_change_like_the_live_one() -> None:
-    # BUG: fails in restore() (see test_a_snapshot_holding_governance_events_restores).
     book = b.book()
     expires = b.T0 + 60 * b.SECOND
     approve(book, request(book, "2000", now_ns=b.T0, expires_ns=expires), now_ns=b.T0 + 1)

@@ -604,3 +604,14 @@ if __name__ == "__main__":  # pragma: no cover
 
 # The event log's distribution commands (relay, project, replay, digest) live beside this.
 import api.cli_log  # noqa: E402, F401
+
+# Risk governance (issue 7): users, keys, symbols, locates, kill switches, limits, accounts.
+from api import cli_governance  # noqa: E402
+
+app.add_typer(cli_governance.users_app, name="users")
+app.add_typer(cli_governance.keys_app, name="keys")
+app.add_typer(cli_governance.symbols_app, name="symbols")
+app.add_typer(cli_governance.locates_app, name="locates")
+app.add_typer(cli_governance.kill_app, name="kill")
+app.add_typer(cli_governance.limits_app, name="limits")
+app.add_typer(cli_governance.accounts_app, name="accounts")

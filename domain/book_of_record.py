@@ -272,8 +272,12 @@ class BookOfRecord:
         c.instrument = self.instruments[order.symbol]
         index, failure, ran = ctl.run(ctl.REPLACE_PLAN, c)
         if failure is not None:
-            return self._refuse_replace(order, quantity, limit_price, actor, source, now_ns,
-                                        REPLACE_CONTROLS[index], failure)
+            refused = self._refuse_replace(order, quantity, limit_price, actor, source, now_ns,
+                                           REPLACE_CONTROLS[index], failure)
+            # A flood of replaces trips the switch like one of new orders (message rate).
+            self.follow_ups += self.gov.after_reject(order.account_id, order.strategy,
+                                                     refused.control, now_ns, actor, source)
+            return refused
         reference = c.reference
         assert reference is not None and c.added is not None and new_price is not None
         assert c.exposure_before is not None and c.firm_before is not None

@@ -160,7 +160,8 @@ def state_of(book: BookOfRecord) -> dict[str, Any]:
 
 def _limits_state(limits: Any) -> dict[str, str]:
     return {f.name: str(getattr(limits, f.name)) for f in fields(limits)
-            if f.name not in ("record", "defaults", "restricted_symbols", "exposure_mode")}
+            if f.name not in ("record", "defaults", "restricted_symbols", "exposure_mode",
+                              "version_text")}
 
 
 def _limits_from(current: Any, saved: dict[str, str]) -> Any:

@@ -296,8 +296,10 @@ def max_qty(c: Candidate) -> Failure:
     if c.quantity > maximum:
         return (str(maximum), str(c.quantity))
     symbol_limits = c.book.gov.symbol_limits.get(c.symbol)
-    if symbol_limits is not None and c.quantity > symbol_limits.max_order_quantity:
-        return (f"{symbol_limits.max_order_quantity} ({c.symbol})", str(c.quantity))
+    if symbol_limits is not None:
+        if c.quantity > symbol_limits.max_order_quantity:
+            return (f"{symbol_limits.max_order_quantity} ({c.symbol})", str(c.quantity))
+        c.inputs["max_qty"] = f"{c.symbol} limits v{symbol_limits.version}"
     return None
 
 
@@ -488,9 +490,11 @@ def firm_credit(c: Candidate) -> Failure:
         before = exposure.value(mode)
         after = exposure.value_with(mode, c.side, added)
     c.firm_before, c.firm_after = before, after
-    limit = book.firm.credit_limit
+    firm = book.firm
+    limit = firm.credit_limit
     if after > limit and after > before:
         return (str(limit), str(after))
+    c.inputs["firm_limits"] = firm.version_text
     return None
 
 

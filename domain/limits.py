@@ -94,8 +94,11 @@ class FirmLimits:
     strategy_max_messages_per_second: int = 2_000
     strategy_reject_storm_count: int = 200
     version: int = 1
+    # "v<version>", made once: the firm-wide controls record it on every acceptance.
+    version_text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "version_text", f"v{self.version}")
         if self.reference_max_age_ns <= 0:
             raise ValueError("reference_max_age must be > 0")
         _positive(self, "max_orders_per_second", "max_messages_per_second",

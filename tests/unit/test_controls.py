@@ -460,7 +460,8 @@ def test_acceptance_records_every_input_the_controls_used() -> None:
     }
     # The new controls' inputs: messages/orders in the last second before this one (account,
     # then firm: only the order at T0 is that recent), and the LULD band (tier 2: 10%).
-    assert event.inputs == {"rate": "1/1 1/1", "luld": "171.0000-209.0000"}
+    assert event.inputs == {"rate": "1/1 1/1", "luld": "171.0000-209.0000",
+                            "firm_limits": "v1"}
     assert event.strategy is None
     assert event.checks == NEW_ORDER_CONTROLS
     order = book.orders[oid]

@@ -27,7 +27,6 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from api.cli import _cli_actor, _console, _fail, _settings, _table
 from commands import models as m
 from domain.book_of_record import BookOfRecord
 from domain.events import BookSnapshotTaken
@@ -45,28 +44,32 @@ from projections.queries import iso_timestamp
 
 SECOND_NS = 1_000_000_000
 
-users_app = typer.Typer(
+users_app: typer.Typer = typer.Typer(
     help="Users, roles and account entitlements (15c3-5(c)(2)(iii)). Changes: role admin.",
     no_args_is_help=True)
-keys_app = typer.Typer(
+keys_app: typer.Typer = typer.Typer(
     help="API keys: issued (the token shown once; the log keeps its SHA-256), listed by key "
     "id, revoked.", no_args_is_help=True)
-symbols_app = typer.Typer(
+symbols_app: typer.Typer = typer.Typer(
     help="Symbols' trading state: halts (risk_officer or admin) and Reg SHO Rule 201 "
     "short-sale restrictions.", no_args_is_help=True)
-locates_app = typer.Typer(
+locates_app: typer.Typer = typer.Typer(
     help="Reg SHO locates: requested for an account's short sales, granted by a "
     "risk_officer until an expiry.", no_args_is_help=True)
-kill_app = typer.Typer(
+kill_app: typer.Typer = typer.Typer(
     help="Kill switches (firm, account:ID, strategy:TAG): a trip refuses new orders in "
     "its scope and cancels resting ones; only a risk_officer trips by hand or resets.",
     no_args_is_help=True)
-limits_app = typer.Typer(
+limits_app: typer.Typer = typer.Typer(
     help="Governed risk limits under maker-checker: one user requests a change, a different "
     "risk_officer approves it; every step an event.", no_args_is_help=True)
-accounts_app = typer.Typer(
-    help="Account suspensions (risk_officer or admin): a suspended account's orders are "
-    "refused.", no_args_is_help=True)
+accounts_app: typer.Typer = typer.Typer(
+    help="Accounts and their suspensions (risk_officer or admin): a suspended account's "
+    "orders are refused.", no_args_is_help=True)
+
+# After the sub-apps: api/cli.py registers them when it is imported, and this import runs
+# it when this module is imported first.
+from api.cli import _cli_actor, _console, _fail, _settings, _table  # noqa: E402
 
 # --------------------------------------------------------------------------- options
 
@@ -114,6 +117,11 @@ def _expiry(expires_in: int | None, expires_at: str | None, *, required: bool) -
     if required:
         raise _fail("give the expiry: --expires-in SECONDS or --expires-at ISO", 2)
     return None
+
+
+def _show(table: Any, empty: str) -> None:
+    """The table, or one line saying there is nothing to show."""
+    _console().print(table if table.row_count else empty)
 
 
 def _when(ts_ns: int | None) -> str:
@@ -195,9 +203,12 @@ def _reading(settings: Settings) -> Iterator[Any]:
     if not settings.uses_postgres and not settings.sqlite_store_path.exists():
         yield None
         return
+    import psycopg
+    from eventsourcing.persistence import PersistenceError
+
     try:
         store = EventStore.open(settings, reader=True)
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, psycopg.Error, PersistenceError) as exc:
         raise _fail(f"cannot open the event store: {exc}", 2) from None
     try:
         yield store
@@ -349,7 +360,7 @@ def keys_list(
     for key_id, (_, owner, _) in sorted(gov.key_ids.items(), key=lambda k: (k[1][1], k[0])):
         if user is None or owner == user:
             table.add_row(key_id, escape(owner))
-    _console().print(table)
+    _show(table, "no active API keys" + (f" of {escape(user)}" if user else ""))
 
 
 @keys_app.command("revoke")
@@ -374,8 +385,9 @@ def symbols_list() -> None:
         table.add_column(name, no_wrap=name != "halt reason")
     for s in sorted(book.instruments):
         triggered = gov.ssr.get(s)
-        ssr = ("restricted (Rule 201, triggered " + triggered + ")" if gov.ssr_active(s)
-               else "-" if triggered is None else f"unrestricted (last triggered {triggered})")
+        ssr = ("-" if triggered is None
+               else f"restricted (Rule 201, triggered {triggered})" if gov.ssr_active(s)
+               else f"unrestricted (last triggered {triggered})")
         table.add_row(s, "HALTED" if s in gov.halted else "trading",
                       escape(gov.halted.get(s, "")), ssr)
     _console().print(table)
@@ -432,7 +444,7 @@ def locates_list() -> None:
         table.add_row(str(loc.locate_id), escape(loc.account_id), loc.symbol,
                       f"{loc.requested:,}", f"{loc.granted:,}", f"{loc.remaining:,}",
                       loc.status, _when(loc.expires_ns))
-    _console().print(table)
+    _show(table, "no locates requested or in force")
 
 
 @locates_app.command("request")
@@ -496,9 +508,7 @@ def kill_list() -> None:
         table.add_row(escape(t.scope), t.trigger, escape(t.threshold), escape(t.observed),
                       f"{escape(t.actor)}/{t.source}", _when(t.ts_ns),
                       str(len(t.canceled_orders)), escape(t.reason))
-    _console().print(table)
-    if not gov.tripped:
-        _console().print("no kill switch is tripped")
+    _show(table, "no kill switch is tripped")
 
 
 KillScope = Annotated[str, typer.Argument(
@@ -567,7 +577,7 @@ def limits_pending() -> None:
         table.add_row(str(r.change_id), escape(r.scope), r.field,
                       f"{r.old_value} -> {r.new_value}", f"{escape(r.actor)}/{r.source}",
                       _when(r.expires_ns), escape(r.reason))
-    _console().print(table)
+    _show(table, "no limit change is pending")
 
 
 @limits_app.command("history")

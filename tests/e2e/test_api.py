@@ -4,6 +4,12 @@ store, projections), on SQLite and on PostgreSQL (the ``backend`` fixture yields
 The synthetic liquidity provider is off, so only the orders a test sends can trade. The
 duplicate control rejects the same (account, symbol, side, quantity, price) within 1 s, so
 every test varies one of those between its own orders unless it means to hit that control.
+
+Every request carries a bearer token: the client acts as the trader "tester" (entitled to
+every account); other users act through ``user_headers``. Keys are events too, so tests
+that count the log count from a baseline taken after their keys were issued; a trader
+reads only the events of their accounts, so tests that read the whole trail read it as the
+auditor "abe". Short sales need locates (``grant_locates``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from fastapi.testclient import TestClient
 from api import orders as api_orders
 from api.app import create_app
 from infrastructure.settings import Settings
-from tests.auth import headers_for, login
+from tests.auth import grant_locates, login, user_headers
 
 ORDER_KEYS = {
     "order_id", "client_order_id", "account_id", "symbol", "side", "quantity", "order_type",
@@ -34,7 +40,9 @@ AUDIT_KEYS = {
     "actor", "source", "account_id", "order_id", "payload",
 }  # fmt: skip
 REQUIRED_FIELDS = ["client_order_id", "account_id", "symbol", "side", "quantity", "order_type"]
-DEFAULT_TOML = Path(__file__).resolve().parents[2] / "infrastructure" / "config" / "default.toml"
+TEST_TOML = Path(__file__).resolve().parents[1] / "config" / "test.toml"
+
+ACCOUNTS = ("ACC-ALPHA", "ACC-BETA", "ACC-GAMMA", "ACC-DELTA")  # all the tester's
 
 _ids = itertools.count(1)
 
@@ -68,26 +76,38 @@ _ABSENT = object()
 
 def post(client: TestClient, expected: int = 201, user: str | None = None,
          **overrides: Any) -> dict[str, Any]:
-    headers = headers_for(client, user) if user else {}
+    headers = user_headers(client, user) if user else {}
     r = client.post("/orders", json=new_order(**overrides), headers=headers)
     assert r.status_code == expected, r.text
     body: dict[str, Any] = r.json()
     if expected in (200, 201):
         assert set(body) == ORDER_KEYS
-        # The POST body is the order as it stands: a GET right after says the same.
-        assert get_order(client, body["order_id"]) == body
+        # The POST body is the order as it stands: a GET right after says the same (read by
+        # the auditor when no trader may read it: an account that does not exist).
+        reader = {} if body["account_id"] in ACCOUNTS else user_headers(client, "abe")
+        assert get_order(client, body["order_id"], reader) == body
     return body
 
 
-def get_order(client: TestClient, order_id: str) -> dict[str, Any]:
-    r = client.get(f"/orders/{order_id}")
+def get_order(client: TestClient, order_id: str,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
+    r = client.get(f"/orders/{order_id}", headers=headers)
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
 
 def audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
+    """The audit trail as the client's trader sees it (the events of their accounts)."""
     params.setdefault("limit", 10_000)
     r = client.get("/audit", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def full_audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
+    """The whole audit trail (read by the auditor "abe"): trading days and keys too."""
+    params.setdefault("limit", 10_000)
+    r = client.get("/audit", params=params, headers=user_headers(client, "abe"))
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -99,7 +119,7 @@ def head_position(client: TestClient) -> int:
 
 
 def journal_state(client: TestClient) -> tuple[int, int]:
-    return len(audit(client)), head_position(client)
+    return len(full_audit(client)), head_position(client)
 
 
 def positions(client: TestClient, **params: Any) -> list[dict[str, Any]]:
@@ -113,7 +133,7 @@ def locs(response: Any) -> list[tuple[Any, ...]]:
 
 
 def events_of(client: TestClient, order_id: str) -> list[dict[str, Any]]:
-    return audit(client, order_id=order_id)
+    return full_audit(client, order_id=order_id)
 
 
 def iso(ts_ns: int) -> str:
@@ -149,11 +169,13 @@ def test_limit_price_as_string_or_number(client: TestClient, price: Any) -> None
 @pytest.mark.parametrize("side", ["buy", "sell", "sell_short"])
 @pytest.mark.parametrize("tif", ["day", "gtc"])
 def test_every_side_and_resting_time_in_force(client: TestClient, side: str, tif: str) -> None:
+    grant_locates(client, "ACC-ALPHA", "AAPL", 10)  # a short sale needs a locate
     body = post(client, side=side, time_in_force=tif)
     assert (body["side"], body["time_in_force"], body["status"]) == (side, tif, "accepted")
 
 
 def test_order_is_durable_when_acknowledged(client: TestClient) -> None:
+    user_headers(client, "alice")  # her key is an event of its own: issued before counting
     before = head_position(client)
     body = post(client, user="alice")
     assert head_position(client) == before + 1
@@ -168,18 +190,29 @@ def test_order_is_durable_when_acknowledged(client: TestClient) -> None:
     assert event["timestamp"].endswith("Z") and len(event["timestamp"].split(".")[1]) == 10
 
 
-def test_actor_defaults_to_anonymous(client: TestClient) -> None:
+def test_the_actor_is_the_tokens_user_whatever_the_headers_say(client: TestClient) -> None:
     body = post(client)
     [event] = events_of(client, body["order_id"])
-    assert event["actor"] == "anonymous"
+    assert event["actor"] == "tester"
+    # The header that once named the actor names nobody now: no one can act as another.
+    r = client.post("/orders", json=new_order(quantity=11),
+                    headers={"X-Marketlog-User": "alice"})
+    assert r.status_code == 201, r.text
+    [event] = events_of(client, r.json()["order_id"])
+    assert event["actor"] == "tester"
 
 
-def test_invalid_actor_header_is_422_and_nothing_journaled(client: TestClient) -> None:
-    before = journal_state(client)
-    r = client.post("/orders", json=new_order(), headers={"X-Marketlog-User": "has space"})
-    assert r.status_code == 422, r.text
-    assert ("header", "x-marketlog-user") in locs(r)
-    assert journal_state(client) == before
+def test_invalid_credentials_are_401_and_no_order_is_journaled(client: TestClient) -> None:
+    orders_before = client.get("/orders").json()
+    for header in ("Bearer has space", "Basic dGVzdGVyOnRlc3Rlcg==", "Bearer mlk_nope_x"):
+        r = client.post("/orders", json=new_order(), headers={"Authorization": header})
+        assert r.status_code == 401, r.text
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert client.get("/orders").json() == orders_before
+    # Only the refusals are recorded (AccessDenied), none of them an order event.
+    trail = full_audit(client)
+    assert {e["event_type"] for e in trail} <= {"TradingDayOpened", "ApiKeyIssued",
+                                                "AccessDenied"}
 
 
 # -------------------------------------------------------------- pre-trade controls
@@ -228,15 +261,16 @@ REJECTIONS = [
 @pytest.mark.parametrize(("fields", "control", "threshold", "observed"), REJECTIONS)
 def test_control_rejects_through_http(client: TestClient, fields: dict[str, Any], control: str,
                                       threshold: str, observed: str) -> None:
-    body = post(client, user="carol", **fields)
+    body = post(client, user="alice", **fields)
     assert body["status"] == "rejected"
     assert body["reject"] == {"control": control, "threshold": threshold, "observed": observed}
     assert (body["filled_quantity"], body["average_fill_price"]) == (0, None)
     [event] = events_of(client, body["order_id"])
     assert event["event_type"] == "OrderRejected"
-    assert event["actor"] == "carol"
+    assert event["actor"] == "alice"
     assert {k: event["payload"][k] for k in ("control", "threshold", "observed")} == body["reject"]
-    assert client.get("/orders", params={"status": "rejected"}).json() == [body]
+    assert client.get("/orders", params={"status": "rejected"},
+                      headers=user_headers(client, "abe")).json() == [body]
     assert positions(client) == []
 
 
@@ -341,13 +375,14 @@ def test_market_order_counts_at_its_protection_price_for_credit(client: TestClie
 
 
 def test_firm_credit_limit(backend: Settings, tmp_path: Path) -> None:
-    toml = DEFAULT_TOML.read_text().replace('credit_limit = "40000000"',
+    toml = TEST_TOML.read_text().replace('credit_limit = "40000000"',
                                             'credit_limit = "1500000"', 1)
     assert '"1500000"' in toml
     config = tmp_path / "firm.toml"
     config.write_text(toml)
     settings = backend.model_copy(update={"config_file": config})
     with TestClient(create_app(settings)) as client:
+        login(client, "tester")
         assert post(client, quantity=5000, limit_price="200.00")["status"] == "accepted"
         body = post(client, account_id="ACC-DELTA", quantity=3000, limit_price="200.00")
         assert body["reject"] == {"control": "firm_credit", "threshold": "1500000",
@@ -483,16 +518,21 @@ def test_malformed_json_is_422_and_journals_nothing(client: TestClient, raw: byt
 
 def test_cancel_live_order(client: TestClient) -> None:
     body = post(client, time_in_force="gtc")
-    r = client.post(f"/orders/{body['order_id']}/cancel", headers={"X-Marketlog-User": "bob"})
+    # bob trades ACC-DELTA only: his cancel of an ACC-ALPHA order is refused (and recorded).
+    r = client.post(f"/orders/{body['order_id']}/cancel", headers=user_headers(client, "bob"))
+    assert r.status_code == 403, r.text
+    assert get_order(client, body["order_id"]) == body
+    # maria trades ACC-ALPHA: another user's order of her account is hers to cancel.
+    r = client.post(f"/orders/{body['order_id']}/cancel", headers=user_headers(client, "maria"))
     assert r.status_code == 200, r.text
     canceled = r.json()
     assert canceled == {**body, "status": "canceled"}
     assert get_order(client, body["order_id"]) == canceled
     events = events_of(client, body["order_id"])
-    # A request by bob, confirmed by the venue (ARCHITECTURE rule 10).
+    # A request by maria, confirmed by the venue (ARCHITECTURE rule 10).
     assert [e["event_type"] for e in events] == ["OrderAccepted", "CancelRequested",
                                                  "OrderCanceled"]
-    assert events[1]["actor"] == "bob"
+    assert events[1]["actor"] == "maria"
     assert events[2]["actor"] == "venue"
     assert events[2]["payload"]["reason"] == "requested"
     assert events[2]["payload"]["canceled_quantity"] == 10
@@ -535,7 +575,7 @@ def test_cancel_and_replace_with_malformed_id_are_422(client: TestClient, path: 
 def test_replace_quantity_and_price(client: TestClient) -> None:
     body = post(client, quantity=100, limit_price="189.00")
     r = client.post(f"/orders/{body['order_id']}/replace", json={"quantity": 150},
-                    headers={"X-Marketlog-User": "dave"})
+                    headers=user_headers(client, "dave"))  # an ACC-ALPHA trader
     assert r.status_code == 200, r.text
     assert r.json() == {**body, "quantity": 150}
     r = client.post(f"/orders/{body['order_id']}/replace", json={"limit_price": "188.5"})
@@ -647,10 +687,10 @@ def test_replace_of_a_canceled_order_is_409(client: TestClient) -> None:
 def test_cross_between_accounts_fills_positions_and_audit(client: TestClient) -> None:
     # ACC-BETA offers 100 @ 190.00 and 200 @ 191.50; ACC-ALPHA lifts both.
     maker1 = post(client, account_id="ACC-BETA", side="sell", quantity=100,
-                  limit_price="190.00", user="beta-trader")
+                  limit_price="190.00", user="lara")
     maker2 = post(client, account_id="ACC-BETA", side="sell", quantity=200,
-                  limit_price="191.50", time_in_force="gtc", user="beta-trader")
-    taker = post(client, side="buy", quantity=300, limit_price="192.00", user="alpha-trader")
+                  limit_price="191.50", time_in_force="gtc", user="lara")
+    taker = post(client, side="buy", quantity=300, limit_price="192.00", user="maria")
     # Fills are in the taker's POST response (executions at the makers' prices).
     assert (taker["status"], taker["filled_quantity"]) == ("filled", 300)
     assert taker["average_fill_price"] == "191"  # (100*190 + 200*191.5) / 300
@@ -680,12 +720,15 @@ def test_cross_between_accounts_fills_positions_and_audit(client: TestClient) ->
          "average_price": "193", "realized_pnl": "0"},
     ]  # fmt: skip
     assert positions(client, account_id="ACC-DELTA") == [positions(client)[2]]
-    assert positions(client, account_id="ACC-NOPE") == []
+    # No account of the trader's: refused (403); the auditor reads an empty list.
+    assert client.get("/positions", params={"account_id": "ACC-NOPE"}).status_code == 403
+    assert client.get("/positions", params={"account_id": "ACC-NOPE"},
+                      headers=user_headers(client, "abe")).json() == []
 
     # The audit trail: the taker's acceptance by its user, then two fills by the venue.
     events = events_of(client, taker["order_id"])
     assert [e["event_type"] for e in events] == ["OrderAccepted", "OrderFilled", "OrderFilled"]
-    assert events[0]["actor"] == "alpha-trader"
+    assert events[0]["actor"] == "maria"
     fills = events[1:]
     assert {(e["actor"], e["source"]) for e in fills} == {("venue", "venue")}
     assert [(e["payload"]["fill_quantity"], Decimal(e["payload"]["fill_price"]),
@@ -831,6 +874,7 @@ def test_gtc_and_day_orders_rest(client: TestClient) -> None:
 
 
 def test_sell_short_reduces_the_position(client: TestClient) -> None:
+    grant_locates(client, "ACC-ALPHA", "AAPL", 20)
     post(client, side="sell_short", quantity=20, limit_price="190.00")
     post(client, account_id="ACC-BETA", side="buy", quantity=20, limit_price="190.00")
     assert positions(client, account_id="ACC-ALPHA") == [
@@ -879,7 +923,9 @@ def test_list_orders_filters(client: TestClient) -> None:
     assert client.get("/orders", params={"status": "rejected"}).json() == [d]
     assert client.get("/orders", params={"account_id": "ACC-ALPHA", "symbol": "AAPL",
                                          "status": "accepted"}).json() == [a]
-    assert client.get("/orders", params={"account_id": "ACC-NOPE"}).json() == []
+    assert client.get("/orders", params={"account_id": "ACC-NOPE"}).status_code == 403
+    assert client.get("/orders", params={"account_id": "ACC-NOPE"},
+                      headers=user_headers(client, "abe")).json() == []
     assert client.get("/orders", params={"status": "bogus"}).status_code == 422
     for bad in (0, -1, 5001, "x"):
         assert client.get("/orders", params={"limit": bad}).status_code == 422
@@ -907,15 +953,18 @@ def test_list_orders_pagination(client: TestClient) -> None:
 
 
 def test_audit_pagination_by_position(client: TestClient) -> None:
+    user_headers(client, "abe")
+    start = head_position(client)  # the trading day's opening and the keys issued so far
     for q in range(1, 6):
         post(client, quantity=q)
     post(client, account_id="ACC-BETA", side="sell", quantity=1)  # fills the first bid
-    everything = audit(client)
+    everything = audit(client)  # the trader's: every event of their accounts
     positions_seen = [e["position"] for e in everything]
     assert positions_seen == sorted(positions_seen)
-    # The trading day's opening, five bids, the sell and its two fills.
-    assert len(set(positions_seen)) == len(everything) == head_position(client) == 9
-    assert everything[0]["event_type"] == "TradingDayOpened"
+    # Five bids, the sell and its two fills: all that was written since the start.
+    assert len(set(positions_seen)) == len(everything) == head_position(client) - start == 8
+    assert everything == full_audit(client, after=start)
+    assert full_audit(client)[0]["event_type"] == "TradingDayOpened"
     collected: list[dict[str, Any]] = []
     after = None
     while True:
@@ -961,13 +1010,14 @@ def test_audit_since_and_until(client: TestClient) -> None:
     assert order_ids(since=moment.astimezone(timezone(timedelta(hours=5))).isoformat()) == ids[1:]
     assert order_ids(since=moment.replace(tzinfo=None).isoformat()) == ids[1:]
     # Filters combine with paging.
-    first_order = audit(client)[1]  # after the trading day's opening
+    first_order = audit(client)[0]  # the trader's trail: their accounts' events only
     assert order_ids(since=iso(t1), limit=1, after=first_order["position"]) == ids[1:2]
 
 
 def test_audit_timestamp_matches_ts_ns(client: TestClient) -> None:
     post(client)
-    opened, event = audit(client)
+    trail = full_audit(client)
+    opened, event = trail[0], next(e for e in trail if e["event_type"] == "OrderAccepted")
     assert opened["event_type"] == "TradingDayOpened" and opened["ts_ns"] <= event["ts_ns"]
     ts = event["ts_ns"]
     seconds, nanos = divmod(ts, 1_000_000_000)
@@ -976,22 +1026,31 @@ def test_audit_timestamp_matches_ts_ns(client: TestClient) -> None:
 
 
 def test_audit_verify(client: TestClient) -> None:
+    start = head_position(client)  # the day's opening and the API keys
     post(client, quantity=1)
     post(client, account_id="ACC-BETA", side="sell", quantity=1)
     r = client.get("/audit/verify")
     assert r.status_code == 200, r.text
     check = r.json()
     assert check["ok"] is True
-    assert check["events"] == check["head_position"] == head_position(client) == 5
+    assert check["events"] == check["head_position"] == head_position(client) == start + 4
     assert check["first_broken_position"] is None and check["problem"] is None
     assert len(check["head_hash"]) == 64
 
 
 def test_verify_on_a_fresh_store(client: TestClient) -> None:
     check = client.get("/audit/verify").json()
-    # The engine opened the calendar's trading day as it started: the only record.
-    assert (check["ok"], check["events"], check["head_position"]) == (True, 1, 1)
+    assert (check["ok"], check["events"]) == (True, check["head_position"])
     assert len(check["head_hash"]) == 64 and check["head_hash"] != "0" * 64
+    # The engine opened the calendar's trading day as it started; the rest are API keys:
+    # one per configured user (the first run's), then the test's own.
+    trail = full_audit(client)[:check["events"]]
+    assert trail[0]["event_type"] == "TradingDayOpened"
+    assert {e["event_type"] for e in trail[1:]} == {"ApiKeyIssued"}
+    users = client.get("/users", headers=user_headers(client, "abe")).json()
+    assert [e["payload"]["username"] for e in trail[1:-1]] == sorted(u["username"]
+                                                                     for u in users)
+    assert trail[-1]["payload"]["username"] == "tester"
 
 
 def test_instruments(client: TestClient) -> None:
@@ -1020,24 +1079,27 @@ def test_accounts(client: TestClient) -> None:
 
 
 def test_health(client: TestClient, backend: Settings) -> None:
+    start = head_position(client)  # the day's opening and the API keys
     post(client)
+    n = start + 1  # and the order
     r = client.get("/health")
     assert r.status_code == 200
     health = r.json()
     assert health["status"] == "ok"
     assert health["store"]["ok"] is True
     assert health["store"]["dialect"] == ("postgresql" if backend.uses_postgres else "sqlite")
-    assert health["store"]["head_position"] == 2  # the day's opening and the order
-    assert health["engine"]["committed_position"] == 2
+    assert health["store"]["head_position"] == n
+    assert health["engine"]["committed_position"] == n
+    assert health["engine"]["access_denied"] == 0
     client.get("/orders")  # read-your-writes: projections have caught up after a query
     health = client.get("/health").json()
-    assert health["projections"] == {"position": 2, "lag": 0, "ok": True, "last_error": None,
+    assert health["projections"] == {"position": n, "lag": 0, "ok": True, "last_error": None,
                                      "feed": "store", "halted": None, "relay": None,
                                      "partitions": None}
     listed = client.get("/projections").json()
-    assert listed["feed"] == "store" and listed["committed_position"] == 2
+    assert listed["feed"] == "store" and listed["committed_position"] == n
     assert [(p["name"], p["position"], p["lag"]) for p in listed["projections"]] == [
-        ("orders", 2, 0), ("positions", 2, 0), ("audit", 2, 0)]
+        ("orders", n, 0), ("positions", n, 0), ("audit", n, 0)]
 
 
 def test_a_stopped_engine_is_reported_and_orders_get_503_not_a_hang(
@@ -1072,6 +1134,7 @@ def test_restart_keeps_orders_positions_audit_and_idempotency(backend: Settings)
     resend = new_order(client_order_id="survivor", quantity=100, limit_price="190.00",
                        time_in_force="gtc")
     with TestClient(create_app(backend)) as client:
+        token = login(client, "tester")
         maker = post(client, account_id="ACC-BETA", side="sell", quantity=60)
         r = client.post("/orders", json=resend)
         assert r.status_code == 201, r.text
@@ -1085,6 +1148,7 @@ def test_restart_keeps_orders_positions_audit_and_idempotency(backend: Settings)
             "verify": client.get("/audit/verify").json(),
         }
     with TestClient(create_app(backend)) as client:
+        client.headers["Authorization"] = f"Bearer {token}"  # keys survive a restart
         assert client.get("/orders").json() == before["orders"]
         assert get_order(client, survivor["order_id"]) == survivor
         assert get_order(client, rejected["order_id"]) == rejected
@@ -1107,6 +1171,7 @@ def test_restart_keeps_orders_positions_audit_and_idempotency(backend: Settings)
         assert positions(client, account_id="ACC-ALPHA")[0]["quantity"] == 100
         assert client.get("/audit/verify").json()["ok"] is True
     with TestClient(create_app(backend)) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
         assert positions(client, account_id="ACC-ALPHA") == [
             {"account_id": "ACC-ALPHA", "symbol": "AAPL", "quantity": 100,
              "average_price": "190", "realized_pnl": "0"}]
@@ -1115,9 +1180,11 @@ def test_restart_keeps_orders_positions_audit_and_idempotency(backend: Settings)
 
 def test_restart_keeps_credit_exposure(backend: Settings) -> None:
     with TestClient(create_app(backend)) as client:
+        login(client, "tester")
         post(client, account_id="ACC-BETA", quantity=5000, limit_price="200.00")
         post(client, account_id="ACC-BETA", quantity=5000, limit_price="199.00")
     with TestClient(create_app(backend)) as client:
+        login(client, "tester")
         over = post(client, account_id="ACC-BETA", quantity=100, limit_price="190.00")
         assert over["reject"] == {"control": "credit", "threshold": "2000000",
                                   "observed": "2014000.00"}
@@ -1201,8 +1268,10 @@ def test_replace_up_loses_time_priority_and_down_keeps_it(client: TestClient) ->
 
 def test_restart_keeps_time_priority_of_replaced_orders(backend: Settings) -> None:
     with TestClient(create_app(backend)) as client:
+        login(client, "tester")
         a, b = _priority_book(client)
     with TestClient(create_app(backend)) as client:
+        login(client, "tester")
         taker = post(client, quantity=10)
         assert taker["status"] == "filled"
         # B was ahead of A before the restart; a restart must not reorder the queue.

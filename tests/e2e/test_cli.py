@@ -97,12 +97,22 @@ def test_the_demo_is_deterministic_for_a_seed(tmp_path: Path, demo_run: tuple[Pa
     assert again.exit_code == 0, again.output
 
     def stable(text: str) -> list[str]:  # timings, paths and hashes (timestamps) vary
-        return [line for line in text.splitlines()
+        # The users' table that ends the summary names each key file (in the data directory,
+        # its width follows that path) and the keys are new each run: compared apart.
+        session, _, users = text.partition("Users (API keys")
+        assert users, text
+        return [line for line in session.splitlines()
                 if not re.search(r"orders/s|^Hash chain|^Files|^\s+read models ", line)]
+
+    def users(text: str) -> list[list[str]]:  # user, role, accounts (not the key's path)
+        table = text.partition("Users (API keys")[2].partition("Try:")[0]
+        return [line.split()[:-1] for line in table.splitlines()[3:] if line.strip()]
 
     assert len(stable(first)) > 30
 
     assert stable(again.output) == stable(first)
+    assert users(again.output) == users(first)
+    assert ["maria", "trader", "ACC-ALPHA"] in users(first)
 
 
 def test_keep_adds_a_new_session_to_the_same_store(tmp_path: Path) -> None:

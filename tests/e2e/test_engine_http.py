@@ -1,5 +1,6 @@
 """The engine's resilience through the real app (FastAPI TestClient over the real bootstrap):
-a client that times out, a full engine, trading days for operators."""
+a client that times out, a full engine, trading days for operators. Orders are sent by
+the trader "tester", trading days are opened and closed by the risk officer "rose"."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from api import orders as api_orders
 from api.app import create_app
 from infrastructure.bootstrap import System, bootstrap
 from infrastructure.settings import Settings
+from tests.auth import login, user_headers
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,6 +59,7 @@ def test_a_client_that_times_out_does_not_stop_the_engine(
     system, journal = slow_system
     monkeypatch.setattr(api_orders, "ANSWER_TIMEOUT_S", 0.3)
     with TestClient(create_app(system=system)) as client:
+        login(client, "tester")
         journal.slow.set()
         r = client.post("/orders", json=body("timed-out"))
         assert r.status_code == 503, r.text
@@ -80,6 +83,7 @@ def test_a_full_engine_answers_503_with_retry_after_at_once(backend: Settings) -
     system.start()
     try:
         with TestClient(create_app(system=system)) as client:
+            login(client, "tester")
             journal.slow.set()
             statuses: list[tuple[int, str | None]] = []
 
@@ -107,12 +111,18 @@ def test_a_full_engine_answers_503_with_retry_after_at_once(backend: Settings) -
 
 def test_operators_close_and_open_trading_days(backend: Settings) -> None:
     with TestClient(create_app(backend)) as client:
+        login(client, "tester")
+        operator = user_headers(client, "rose")
         day = client.get("/trading-day").json()
         assert day["open"] is True and day["exposure_mode"] == "gross"
         resting = client.post("/orders", json=body("rests"))
         assert resting.json()["status"] == "accepted"
+        # Traders do not open or close days (refused, recorded); a risk officer does.
+        r = client.post("/trading-day/close", json={"reason": "a trader's early close"})
+        assert r.status_code == 403, r.text
+        assert client.get("/trading-day").json()["open"] is True
         r = client.post("/trading-day/close", json={"reason": "early close: exchange halt"},
-                        headers={"X-Marketlog-User": "ops"})
+                        headers=operator)
         assert r.status_code == 200, r.text
         assert r.json()["open"] is False
         # The DAY order expired; new orders are refused by the session control, recorded.
@@ -120,18 +130,28 @@ def test_operators_close_and_open_trading_days(backend: Settings) -> None:
             "canceled"
         late = client.post("/orders", json=body("late", 12)).json()
         assert late["reject"]["control"] == "session"
-        assert client.post("/trading-day/close", json={"reason": "twice"}).status_code == 409
+        assert client.post("/trading-day/close", json={"reason": "twice"},
+                           headers=operator).status_code == 409
         # Today's date is closed; a later one may open.
-        assert client.post("/trading-day/open", json={"reason": "again"}).status_code == 409
+        assert client.post("/trading-day/open", json={"reason": "again"},
+                           headers=operator).status_code == 409
+        assert client.post("/trading-day/open", json={"reason": "a trader's session",
+                                                      "trading_date": "2099-01-02"}
+                           ).status_code == 403
         r = client.post("/trading-day/open", json={"reason": "special session",
-                                                   "trading_date": "2099-01-02"})
+                                                   "trading_date": "2099-01-02"},
+                        headers=operator)
         assert r.status_code == 200, r.text
         assert r.json()["date"] == "2099-01-02" and r.json()["open"] is True
         assert client.post("/orders", json=body("after", 13)).json()["status"] == "accepted"
-        events = client.get("/audit", params={"limit": 100}).json()
+        events = client.get("/audit", params={"limit": 1000}, headers=operator).json()
         closed = [e for e in events if e["event_type"] == "TradingDayClosed"]
-        assert closed[0]["actor"] == "ops"
+        assert closed[0]["actor"] == "rose"
         assert closed[0]["payload"]["reason"] == "early close: exchange halt"
-        assert client.post("/trading-day/open", json={"reason": ""}).status_code == 422
+        denied = [e for e in events if e["event_type"] == "AccessDenied"]
+        assert [(e["actor"], e["payload"]["action"]) for e in denied] == [
+            ("tester", "POST /trading-day/close"), ("tester", "POST /trading-day/open")]
+        assert client.post("/trading-day/open", json={"reason": ""},
+                           headers=operator).status_code == 422
         assert client.post("/trading-day/open", json={
-            "reason": "x", "trading_date": "26-11-2026"}).status_code == 422
+            "reason": "x", "trading_date": "26-11-2026"}, headers=operator).status_code == 422

@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from api.app import create_app
 from infrastructure.kafka_log import Topics
 from infrastructure.settings import Settings
+from tests.auth import login
 from tests.e2e.test_api import new_order
 
 
@@ -34,6 +35,7 @@ def kafka_settings(request: pytest.FixtureRequest, backend: Settings,
 @pytest.fixture
 def client(kafka_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(kafka_settings)) as c:
+        login(c, "tester")
         yield c
 
 

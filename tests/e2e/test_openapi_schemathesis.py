@@ -10,6 +10,11 @@ plus the boundary cases), so it finds the same things every run and keeps the su
 Requests the document calls valid must also be accepted: the schema states the body rules
 the validators enforce (a limit order needs a price, a replace changes something, prices
 are positive with at most 8 places), so generated valid orders reach the engine.
+
+Every call but ``/health``'s carries a bearer token of a user whose role may make it
+(``ACTING``): reads as the auditor, trades as a trader, risk actions as risk officers,
+user administration as the admin. A call refused for its role would stop at the door and
+exercise nothing; those refusals are tests/e2e/test_access.py's subject.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from api.app import create_app
 from infrastructure.bootstrap import bootstrap
 from infrastructure.postgres_admin import throwaway_store
 from infrastructure.settings import Settings
+from tests.auth import bearer, issue_token
 
 EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -51,6 +57,45 @@ schema.config.generation.update(max_examples=EXAMPLES, deterministic=True)
 # cannot show (an unknown order id: 404; a client_order_id used for another order: 409).
 schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
     expected_statuses=["2xx", "404", "409"])
+
+
+# Who makes each call that changes something: a user whose role may (tests/config/test.toml),
+# so valid requests reach the engine. Every read is made by the auditor (reads everything).
+ACTING: dict[tuple[str, str], str] = {
+    ("POST", "/orders"): "tester",
+    ("POST", "/orders/{order_id}/cancel"): "tester",
+    ("POST", "/orders/{order_id}/replace"): "tester",
+    ("POST", "/trading-day/open"): "rose",
+    ("POST", "/trading-day/close"): "rose",
+    ("POST", "/symbols/{symbol}/halt"): "rose",
+    ("POST", "/symbols/{symbol}/resume"): "rose",
+    ("POST", "/symbols/{symbol}/short-sale-restriction"): "rose",
+    ("POST", "/locates"): "rose",  # any account (a trader: 403 for an account not theirs)
+    ("POST", "/locates/{locate_id}/grant"): "rose",
+    ("POST", "/kill-switches/trip"): "rose",
+    ("POST", "/kill-switches/reset"): "rose",
+    ("POST", "/limits/{scope}/requests"): "rose",
+    ("POST", "/limits/requests/{change_id}/approve"): "raj",  # not the requester
+    ("POST", "/limits/requests/{change_id}/reject"): "rose",
+    ("POST", "/users"): "admin",
+    ("POST", "/users/{username}/disable"): "admin",
+    ("POST", "/users/{username}/entitlements"): "admin",
+    ("POST", "/users/{username}/entitlements/revoke"): "admin",
+    ("POST", "/users/{username}/keys"): "admin",
+    ("POST", "/keys/{key_id}/revoke"): "admin",
+    ("POST", "/accounts/{account_id}/suspend"): "rose",
+    ("POST", "/accounts/{account_id}/reinstate"): "rose",
+}
+READER = "abe"
+PUBLIC = {("GET", "/health")}
+
+
+def acting_user(method: str, path: str) -> str | None:
+    if (method.upper(), path) in PUBLIC:
+        return None
+    if method.upper() == "GET":
+        return READER
+    return ACTING[(method.upper(), path)]
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres",
@@ -76,27 +121,62 @@ def _serving(settings: Settings) -> Iterator[FastAPI]:
         system.close()
 
 
+@pytest.fixture(scope="module")
+def tokens(app: FastAPI) -> dict[str, str]:
+    """A key per acting user, issued once per running system."""
+    system = app.state.system
+    return {user: issue_token(system, user) for user in {READER, *ACTING.values()}}
+
+
 @schema.parametrize()
-def test_the_server_keeps_its_openapi_contract(case: Any, app: FastAPI) -> None:
-    case.call_and_validate(app=app, checks=CHECKS)
+def test_the_server_keeps_its_openapi_contract(case: Any, app: FastAPI,
+                                               tokens: dict[str, str]) -> None:
+    user = acting_user(case.operation.method, case.operation.path)  # not the sent method:
+    # schemathesis also sends methods the path does not have (TRACE, ...), expecting 405
+    headers = {} if user is None else bearer(tokens[user])
+    case.call_and_validate(app=app, checks=CHECKS, headers=headers)
+
+
+def test_every_operation_has_an_acting_user() -> None:
+    """A new endpoint that changes something needs its caller here, or it goes untested."""
+    for path, methods in DOCUMENT["paths"].items():
+        for method in methods:
+            if method.upper() != "GET":
+                assert (method.upper(), path) in ACTING, (method, path)
+    documented = {(m.upper(), p) for p, ms in DOCUMENT["paths"].items() for m in ms}
+    assert set(ACTING) <= documented  # and no stale entry
 
 
 # --------------------------------------------------------- what the document must say
 
+ENGINE_STATE_READS = {("get", p) for p in ("/instruments", "/accounts", "/trading-day",
+                                           "/symbols", "/locates", "/limits", "/users")}
+
 
 def test_every_route_documents_the_errors_it_can_answer() -> None:
+    missing: list[tuple[str, str, str]] = []  # every omission at once, not the first
+
+    def needs(method: str, path: str, documented: set[str], *statuses: str) -> None:
+        missing.extend((method.upper(), path, s) for s in statuses if s not in documented)
+
     for path, methods in DOCUMENT["paths"].items():
         for method, operation in methods.items():
             documented = set(operation["responses"])
             if operation.get("parameters") or "requestBody" in operation:
-                assert "422" in documented, (method, path)
+                needs(method, path, documented, "422")
             if "requestBody" in operation:
-                assert {"400", "413"} <= documented, (method, path)
-            # Configuration and the engine's own state: no database to be down.
-            if path not in ("/instruments", "/accounts", "/trading-day"):
-                assert "503" in documented, (method, path)
+                needs(method, path, documented, "400", "413")
+            # Configuration and the engine's own state: no database to be down (changes
+            # go through the engine, which may be busy or halted: 503 again).
+            if (method, path) not in ENGINE_STATE_READS:
+                needs(method, path, documented, "503")
+            # Every route but /health needs a token: 401 without a valid one.
+            if (method, path) != ("get", "/health"):
+                needs(method, path, documented, "401")
             for status, response in operation["responses"].items():
-                assert "application/json" in response.get("content", {}), (method, path, status)
+                if "application/json" not in response.get("content", {}):
+                    missing.append((method.upper(), path, f"{status}: no JSON body"))
+    assert missing == []
 
 
 def test_parameter_ranges_are_documented() -> None:

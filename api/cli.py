@@ -598,10 +598,6 @@ def _details(event: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in p.items() if k not in skip)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
-
 # The event log's distribution commands (relay, project, replay, digest) live beside this.
 import api.cli_log  # noqa: E402, F401
 
@@ -615,3 +611,7 @@ app.add_typer(cli_governance.locates_app, name="locates")
 app.add_typer(cli_governance.kill_app, name="kill")
 app.add_typer(cli_governance.limits_app, name="limits")
 app.add_typer(cli_governance.accounts_app, name="accounts")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -45,6 +45,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from commands.models import (
+    ApproveLimitChange,
     CancelOrder,
     CloseTradingDay,
     Command,
@@ -53,6 +54,7 @@ from commands.models import (
     OpenTradingDay,
     ReinstateAccount,
     ReplaceOrder,
+    RequestLimitChange,
     RequestLocate,
     ResetKillSwitch,
     ResumeSymbol,
@@ -98,6 +100,7 @@ class Desk:
             raise ValueError("the demo needs the venue's liquidity provider: "
                              "Settings(liquidity_provider=True)")
         self.rng = rng
+        self.engine = system.engine
         self.session = session  # in client ids, so a session added with --keep is new orders
         self.liquidity = liquidity
         self.instruments = {i.symbol: i for i in system.config.instruments}
@@ -105,6 +108,10 @@ class Desk:
         # (account, symbol, side, quantity, price) already sent: only the duplicate resender
         # repeats one on purpose, so the duplicate control fires exactly when it should.
         self._keys: set[tuple[str, str, str, int, Decimal | None]] = set()
+
+    def firm_limits(self) -> Any:
+        """The firm's limits in force (read between cycles: the engine is idle then)."""
+        return self.engine.book.firm
 
     def tick(self, symbol: str) -> Decimal:
         return self.instruments[symbol].tick_size
@@ -409,9 +416,9 @@ class ShortSeller(Trader):
     restriction, a suspension, and now and then an order for an account not hers."""
 
     name, account, weight = "sasha", "ACC-BETA", 6
-    desk_officer = "rose"
-    script = ("no_locate", "locate", "short", "short", "halt", "halted_order", "resume",
-              "ssr", "ssr_short", "not_mine", "suspend", "suspended_order", "reinstate",
+    desk_officer, desk_checker = "rose", "raj"
+    script = ("no_locate", "locate", "short", "throttle", "short", "halt", "halted_order",
+              "resume", "ssr", "ssr_short", "not_mine", "suspend", "suspended_order", "reinstate",
               "short", "luld", "kill", "killed_order", "reset", "short")
 
     def __init__(self) -> None:
@@ -441,6 +448,8 @@ class ShortSeller(Trader):
                                   source=Source.DEMO),
                     self._risk(GrantLocate, locate_id=locate_id, quantity=1_500,
                                expires_at_ns=expires, reason="easy to borrow")]
+        if what == "throttle":
+            return self._throttle(desk)
         if what == "halt":
             return [self._risk(HaltSymbol, symbol="MSFT", reason="news pending")]
         if what == "halted_order":
@@ -478,6 +487,32 @@ class ShortSeller(Trader):
             return [self._risk(ResetKillSwitch, scope=f"strategy:{self.name}-shorts",
                                reason="drill over")]
         return [short]
+
+
+    def _throttle(self, desk: Desk) -> list[Command]:
+        """A governed cut of the per-strategy order rate (requested by rose, approved by raj:
+        maker-checker), a burst of a new strategy that runs into it (15c3-5 throttle), and
+        the limit restored the same way, all in one engine cycle: a second is far longer
+        than the burst, so exactly the orders past the cut are refused, whatever the timing."""
+        field, cut, burst = "strategy_max_orders_per_second", 2, 4
+        before = str(getattr(desk.firm_limits(), field))
+        cut_id, restore_id = (uuid.UUID(int=desk.rng.getrandbits(128), version=4)
+                              for _ in range(2))
+        orders = [desk.order(self, "AAPL", Side.BUY, 10,
+                             desk.price("AAPL", -(5 + n) * desk.step("AAPL")),
+                             TimeInForce.IOC, strategy=f"{self.name}-burst")
+                  for n in range(burst)]
+        return [
+            self._risk(RequestLimitChange, change_id=cut_id, scope="firm", field=field,
+                       value=str(cut), reason="throttle drill"),
+            ApproveLimitChange(change_id=cut_id, actor=self.desk_checker, source=Source.DEMO,
+                               reason="throttle drill"),
+            *orders,
+            self._risk(RequestLimitChange, change_id=restore_id, scope="firm", field=field,
+                       value=before, reason="throttle drill over"),
+            ApproveLimitChange(change_id=restore_id, actor=self.desk_checker,
+                               source=Source.DEMO, reason="throttle drill over"),
+        ]
 
 
 def traders() -> list[Trader]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from api.access import (
     AdminCaller,
@@ -32,9 +32,18 @@ from api.deps import ProbesDep, SystemDep
 from api.errors import responses
 from api.orders import run_command
 from api.probes import read_models
+from api.schemas import ErrorOut
 from api.strict_json import StrictJSONRoute
 from commands import models as m
-from commands.models import Identifier, Reason, Scope, Symbol, Username
+from commands.models import (
+    IDENTIFIER_PATTERN,
+    SCOPE_PATTERN,
+    Identifier,
+    Reason,
+    Scope,
+    Symbol,
+    Username,
+)
 from domain.governance import in_scope
 from domain.limits import GOVERNED, split_scope
 from domain.values import Role, Source
@@ -47,9 +56,15 @@ router = APIRouter(tags=["risk governance"], route_class=StrictJSONRoute)
 LIMIT_EVENTS = ("LimitChangeRequested", "LimitChangeApproved", "LimitChangeRejected",
                 "LimitChangeReverted")
 KILL_EVENTS = ("KillSwitchTripped", "KillSwitchReset")
-REFUSALS = {403: {"description": "The caller's role or entitlements do not allow it "
-                                 "(recorded as an AccessDenied event)."},
-            409: {"description": "Refused by the rules; nothing recorded."}}
+# Every action's documented answers besides success: a refusal by the rules (409), and the
+# shared errors of a route with a JSON body (400 unreadable, 413 too large, 422 invalid).
+ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "Refused by the rules (the reason says which); "
+                                            "nothing recorded."},
+    **responses(400, 413, 422, 503),
+    403: {"model": ErrorOut, "description": "The caller's role or entitlements do not allow "
+                                            "it (recorded as an AccessDenied event)."},
+}
 
 
 class Body(BaseModel):
@@ -64,9 +79,32 @@ class LocateBody(Body):
     quantity: m.Quantity
 
 
+def _epoch_ns(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def _in_epoch_range(moment: datetime) -> datetime:
+    # The log keeps times as signed 64-bit epoch nanoseconds (1970 to 2262): years 1971 to
+    # 2259 are inside that range whatever the offset.
+    if not 1971 <= moment.year <= 2259:
+        raise ValueError("a time between the years 1971 and 2259")
+    return moment
+
+
+Expiry = Annotated[
+    datetime, AfterValidator(_in_epoch_range),
+    WithJsonSchema({"type": "string", "format": "date-time",
+                    "pattern": r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2}|22[0-5][0-9])-",
+                    "description": "ISO 8601 between the years 1971 and 2259; without an "
+                                   "offset, UTC"}),
+]
+
+
 class GrantBody(Body):
     quantity: m.Quantity
-    expires_at: datetime = Field(description="ISO-8601; without an offset, UTC")
+    expires_at: Expiry
 
 
 class ScopeBody(Body):
@@ -77,8 +115,11 @@ class LimitRequestBody(Body):
     field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
     value: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[0-9]+(\.[0-9]+)?$",
                                 description="The new value as text (exact decimals).")]
-    expires_at: datetime | None = Field(
+    expires_at: Expiry | None = Field(
         None, description="After approval the change reverts by itself at this time.")
+    change_id: UUID | None = Field(
+        None, description="Chosen by the caller (a resend with the same id is refused); "
+                          "by default the engine assigns one.")
 
 
 class UserBody(Body):
@@ -101,12 +142,6 @@ async def _decide(request: Request, system: System, caller: Principal, command: 
     return detail
 
 
-def _epoch_ns(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
-
-
 def _acting(caller: Principal) -> dict[str, Any]:
     return {"actor": caller.username, "source": Source.API}
 
@@ -115,6 +150,10 @@ def _acting(caller: Principal) -> dict[str, Any]:
 
 
 SymbolPath = Annotated[str, Path(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$")]
+ScopePath = Annotated[str, Path(min_length=1, max_length=80, pattern=SCOPE_PATTERN,
+                                description="firm, account:<id>, strategy:<tag> or symbol:<sym>")]
+AccountPath = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
+KeyPath = Annotated[str, Path(min_length=1, max_length=32, pattern=IDENTIFIER_PATTERN)]
 
 
 @router.get("/symbols", responses=responses(422))
@@ -126,7 +165,7 @@ async def symbols(system: SystemDep, caller: Caller) -> Any:
             for s in sorted(system.engine.book.instruments)]
 
 
-@router.post("/symbols/{symbol}/halt", responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/symbols/{symbol}/halt", responses=ACTION_ERRORS)
 async def halt(symbol: SymbolPath, body: Body, request: Request, system: SystemDep,
                caller: RiskOrAdminCaller) -> Any:
     """Halt trading in a symbol (TradingHalted): its orders are refused (``halt``)."""
@@ -134,7 +173,7 @@ async def halt(symbol: SymbolPath, body: Body, request: Request, system: SystemD
         symbol=symbol, reason=body.reason, **_acting(caller)))
 
 
-@router.post("/symbols/{symbol}/resume", responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/symbols/{symbol}/resume", responses=ACTION_ERRORS)
 async def resume(symbol: SymbolPath, body: Body, request: Request, system: SystemDep,
                  caller: RiskOrAdminCaller) -> Any:
     return await _decide(request, system, caller, m.ResumeSymbol(
@@ -142,7 +181,7 @@ async def resume(symbol: SymbolPath, body: Body, request: Request, system: Syste
 
 
 @router.post("/symbols/{symbol}/short-sale-restriction",
-             responses={**REFUSALS, **responses(401, 422, 503)})
+             responses=ACTION_ERRORS)
 async def restrict_short_sales(symbol: SymbolPath, body: Body, request: Request,
                                system: SystemDep, caller: RiskCaller) -> Any:
     """Rule 201 on the listing market's notice (a 10% decline triggers it by itself)."""
@@ -164,7 +203,7 @@ async def locates(system: SystemDep, caller: Caller) -> Any:
             if caller.may_see(loc.account_id)]
 
 
-@router.post("/locates", status_code=201, responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/locates", status_code=201, responses=ACTION_ERRORS)
 async def request_locate(body: LocateBody, request: Request, system: SystemDep,
                          caller: LocateCaller) -> Any:
     """Request a locate (Reg SHO 203(b)(1)) for a short sale; a risk officer grants it."""
@@ -175,7 +214,7 @@ async def request_locate(body: LocateBody, request: Request, system: SystemDep,
     return {"locate_id": detail["id"], **detail}
 
 
-@router.post("/locates/{locate_id}/grant", responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/locates/{locate_id}/grant", responses=ACTION_ERRORS)
 async def grant_locate(locate_id: UUID, body: GrantBody, request: Request, system: SystemDep,
                        caller: RiskCaller) -> Any:
     return await _decide(request, system, caller, m.GrantLocate(
@@ -206,7 +245,7 @@ def kill_switches(system: SystemDep, probes: ProbesDep, response: Response, call
                         or any(in_scope(h["payload"]["scope"], a, None) for a in caller.accounts)]}
 
 
-@router.post("/kill-switches/trip", responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/kill-switches/trip", responses=ACTION_ERRORS)
 async def trip(body: ScopeBody, request: Request, system: SystemDep, caller: RiskCaller) -> Any:
     """Trip a switch: new orders in its scope refused, resting ones canceled (each cancel
     an event with reason kill_switch)."""
@@ -214,7 +253,7 @@ async def trip(body: ScopeBody, request: Request, system: SystemDep, caller: Ris
         scope=body.scope, reason=body.reason, **_acting(caller)))
 
 
-@router.post("/kill-switches/reset", responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/kill-switches/reset", responses=ACTION_ERRORS)
 async def reset(body: ScopeBody, request: Request, system: SystemDep, caller: RiskCaller) -> Any:
     """Only a risk officer resets a switch, with a recorded reason."""
     return await _decide(request, system, caller, m.ResetKillSwitch(
@@ -253,7 +292,7 @@ def _visible(caller: Principal, scope: str) -> bool:
 
 
 @router.get("/limits/{scope}/history", responses=responses(401, 403, 422, 503))
-def limit_history(scope: Annotated[str, Path(max_length=80)], request: Request,
+def limit_history(scope: ScopePath, request: Request,
                   system: SystemDep, probes: ProbesDep, response: Response, caller: Caller
                   ) -> Any:
     """Every request, approval, rejection and reversion of the scope's limits, in log order
@@ -266,14 +305,15 @@ def limit_history(scope: Annotated[str, Path(max_length=80)], request: Request,
 
 
 @router.post("/limits/{scope}/requests", status_code=201,
-             responses={**REFUSALS, **responses(401, 422, 503)})
-async def request_limit_change(scope: Annotated[str, Path(max_length=80)],
+             responses=ACTION_ERRORS)
+async def request_limit_change(scope: ScopePath,
                                body: LimitRequestBody, request: Request, system: SystemDep,
                                caller: LimitRequestCaller) -> Any:
     """Maker: propose a new value; it takes effect only when a different risk officer
     approves it."""
     command = m.RequestLimitChange(
-        scope=scope, field=body.field, value=body.value, reason=body.reason,
+        change_id=body.change_id, scope=scope, field=body.field, value=body.value,
+        reason=body.reason,
         expires_at_ns=None if body.expires_at is None else _epoch_ns(body.expires_at),
         **_acting(caller))
     detail = await _decide(request, system, caller, command)
@@ -281,7 +321,7 @@ async def request_limit_change(scope: Annotated[str, Path(max_length=80)],
 
 
 @router.post("/limits/requests/{change_id}/approve",
-             responses={**REFUSALS, **responses(401, 422, 503)})
+             responses=ACTION_ERRORS)
 async def approve_limit_change(change_id: UUID, body: Body, request: Request,
                                system: SystemDep, caller: RiskCaller) -> Any:
     """Checker: a risk officer other than the requester puts the change in force."""
@@ -290,7 +330,7 @@ async def approve_limit_change(change_id: UUID, body: Body, request: Request,
 
 
 @router.post("/limits/requests/{change_id}/reject",
-             responses={**REFUSALS, **responses(401, 422, 503)})
+             responses=ACTION_ERRORS)
 async def reject_limit_change(change_id: UUID, body: Body, request: Request,
                               system: SystemDep, caller: LimitRequestCaller) -> Any:
     """A risk officer refuses the request (or its requester withdraws it)."""
@@ -314,7 +354,7 @@ async def users(request: Request, system: SystemDep, caller: Caller) -> Any:
             if caller.sees_everything or u.username == caller.username]
 
 
-@router.post("/users", status_code=201, responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/users", status_code=201, responses=ACTION_ERRORS)
 async def create_user(body: UserBody, request: Request, system: SystemDep,
                       caller: AdminCaller) -> Any:
     return await _decide(request, system, caller, m.CreateUser(
@@ -324,7 +364,7 @@ async def create_user(body: UserBody, request: Request, system: SystemDep,
 UserPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9._-]*$")]
 
 
-@router.post("/users/{username}/disable", responses={**REFUSALS, **responses(401, 422, 503)})
+@router.post("/users/{username}/disable", responses=ACTION_ERRORS)
 async def disable_user(username: UserPath, body: Body, request: Request, system: SystemDep,
                        caller: AdminCaller) -> Any:
     return await _decide(request, system, caller, m.DisableUser(
@@ -332,7 +372,7 @@ async def disable_user(username: UserPath, body: Body, request: Request, system:
 
 
 @router.post("/users/{username}/entitlements",
-             responses={**REFUSALS, **responses(401, 422, 503)})
+             responses=ACTION_ERRORS)
 async def entitle(username: UserPath, body: EntitlementBody, request: Request,
                   system: SystemDep, caller: AdminCaller) -> Any:
     """15c3-5(c)(2)(iii): let a user trade an account (an event: entitlement changes are
@@ -342,7 +382,7 @@ async def entitle(username: UserPath, body: EntitlementBody, request: Request,
 
 
 @router.post("/users/{username}/entitlements/revoke",
-             responses={**REFUSALS, **responses(401, 422, 503)})
+             responses=ACTION_ERRORS)
 async def revoke_entitlement(username: UserPath, body: EntitlementBody, request: Request,
                              system: SystemDep, caller: AdminCaller) -> Any:
     return await _decide(request, system, caller, m.RevokeEntitlement(
@@ -350,7 +390,7 @@ async def revoke_entitlement(username: UserPath, body: EntitlementBody, request:
 
 
 @router.post("/users/{username}/keys", status_code=201,
-             responses={**REFUSALS, **responses(401, 422, 503)})
+             responses=ACTION_ERRORS)
 async def issue_key(username: UserPath, body: Body, request: Request, system: SystemDep,
                     caller: Caller) -> Any:
     """A new API key for the user (an admin, or the user themself). The token is in this
@@ -364,25 +404,25 @@ async def issue_key(username: UserPath, body: Body, request: Request, system: Sy
     return {"username": username, "key_id": key.key_id, "token": key.token, **detail}
 
 
-@router.post("/keys/{key_id}/revoke", responses={**REFUSALS, **responses(401, 422, 503)})
-async def revoke_key(key_id: Annotated[str, Path(max_length=32)], body: Body, request: Request,
-                     system: SystemDep, caller: Caller) -> Any:
+@router.post("/keys/{key_id}/revoke", responses=ACTION_ERRORS)
+async def revoke_key(key_id: KeyPath, body: Body, request: Request, system: SystemDep,
+                     caller: Caller) -> Any:
     """Revoke a key (an admin, or its owner): refused from the moment this answers."""
     return await _decide(request, system, caller, m.RevokeApiKey(
         key_id=key_id, reason=body.reason, **_acting(caller)))
 
 
 @router.post("/accounts/{account_id}/suspend",
-             responses={**REFUSALS, **responses(401, 422, 503)})
-async def suspend(account_id: Annotated[str, Path(max_length=64)], body: Body,
+             responses=ACTION_ERRORS)
+async def suspend(account_id: AccountPath, body: Body,
                   request: Request, system: SystemDep, caller: RiskOrAdminCaller) -> Any:
     return await _decide(request, system, caller, m.SuspendAccount(
         account_id=account_id, reason=body.reason, **_acting(caller)))
 
 
 @router.post("/accounts/{account_id}/reinstate",
-             responses={**REFUSALS, **responses(401, 422, 503)})
-async def reinstate(account_id: Annotated[str, Path(max_length=64)], body: Body,
+             responses=ACTION_ERRORS)
+async def reinstate(account_id: AccountPath, body: Body,
                     request: Request, system: SystemDep, caller: RiskOrAdminCaller) -> Any:
     return await _decide(request, system, caller, m.ReinstateAccount(
         account_id=account_id, reason=body.reason, **_acting(caller)))

@@ -37,7 +37,7 @@ class CloseDay(BaseModel):
     reason: Reason
 
 
-@router.get("", response_model=TradingDayOut)
+@router.get("", response_model=TradingDayOut, responses=responses())
 async def trading_day(system: SystemDep, caller: Caller) -> Any:
     """The engine's trading day: date, open or closed, exposure mode, scheduled close."""
     return system.engine.health()["trading_day"]

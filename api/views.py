@@ -108,7 +108,8 @@ async def verify_chain(probes: ProbesDep, caller: Caller) -> Any:
     return vars(await verified(probes))
 
 
-@router.get("/instruments", response_model=list[InstrumentOut], tags=["reference data"])
+@router.get("/instruments", response_model=list[InstrumentOut], tags=["reference data"],
+            responses=responses())
 def instruments(system: SystemDep, caller: Caller) -> Any:
     return [
         {"symbol": i.symbol, "tick_size": price_text(i.tick_size), "lot_size": i.lot_size,
@@ -117,7 +118,8 @@ def instruments(system: SystemDep, caller: Caller) -> Any:
     ]
 
 
-@router.get("/accounts", response_model=list[AccountOut], tags=["reference data"])
+@router.get("/accounts", response_model=list[AccountOut], tags=["reference data"],
+            responses=responses())
 def accounts(system: SystemDep, caller: Caller) -> Any:
     """The accounts and the limits in force now (governed: see ``/limits``); a trader sees
     the accounts they are entitled to. Orders for any other account are rejected."""

@@ -215,8 +215,9 @@ def _request_locate(ctx: Context, book: BookOfRecord, c: m.RequestLocate) -> Any
 
 
 def _request_limit(ctx: Context, book: BookOfRecord, c: m.RequestLimitChange) -> Any:
-    return book.gov.request_limit_change(ctx.new_id(), c.scope, c.field, c.value, c.actor,
-                                         c.source, ctx.stamp(), c.reason, c.expires_at_ns)
+    return book.gov.request_limit_change(c.change_id or ctx.new_id(), c.scope, c.field,
+                                         c.value, c.actor, c.source, ctx.stamp(), c.reason,
+                                         c.expires_at_ns)
 
 
 def _trip(ctx: Context, book: BookOfRecord, c: m.TripKillSwitch) -> Any:

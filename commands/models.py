@@ -25,7 +25,8 @@ from pydantic import (
 
 from domain.values import OrderType, Role, Side, Source, TimeInForce
 
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+IDENTIFIER_PATTERN = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 Symbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$")]
 
 
@@ -189,8 +190,8 @@ class Sweep(Acting):
 # refused with nothing recorded. Roles are checked by the domain (domain/governance.py).
 
 Username = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9._-]*$")]
-Scope = Annotated[str, Field(min_length=1, max_length=80,
-                             pattern=r"^(firm|(account|strategy|symbol):[\x21-\x7e]+)$",
+SCOPE_PATTERN = r"^(firm|(account|strategy|symbol):[\x21-\x7e]+)$"
+Scope = Annotated[str, Field(min_length=1, max_length=80, pattern=SCOPE_PATTERN,
                              description="firm, account:<id>, strategy:<tag> or symbol:<sym>")]
 EpochNs = Annotated[int, Field(gt=0, lt=2**63, description="UTC epoch nanoseconds")]
 
@@ -233,6 +234,7 @@ class ResetKillSwitch(Governed):
 
 
 class RequestLimitChange(Governed):
+    change_id: UUID | None = None  # the engine assigns one
     scope: Scope
     field: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
     value: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[0-9]+(\.[0-9]+)?$")]

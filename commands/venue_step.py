@@ -8,7 +8,7 @@ confirmation into an event through the book of record, stamped when it happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -41,8 +41,13 @@ class VenueStep:
         self._events: list[Any] = []
         self._now = 0
 
-    def run(self, releases: Iterable[Release]) -> list[Any]:
+    def run(self, releases: Sequence[Release]) -> list[Any]:
         """Send releases to the venue in decision order; the events they caused."""
+        if not releases:
+            # Nothing to send: the market stays as it was. (The engine's own cycles, such
+            # as its timed sweeps, come at moments of the wall clock; a requote in them
+            # would make a seeded session depend on timing.)
+            return []
         events: list[Any] = []
         self._events = events
         self.venue.requote()

@@ -349,8 +349,8 @@ class Governance:
             raise Refused("no trading day is open")
         if symbol not in self.book.instruments:
             raise Refused(f"unknown symbol {symbol}")
-        if price is None:
-            self._require(actor, Role.RISK_OFFICER, Role.ADMIN)
+        if price is None:  # the listing market's notice, entered by the risk desk
+            self._require(actor, Role.RISK_OFFICER)
         if self.ssr.get(symbol) == day.date:
             raise Refused(f"{symbol} is already restricted today")
         close = self.book.tape.previous_close.get(symbol)
@@ -375,10 +375,12 @@ class Governance:
 
     def request_locate(self, locate_id: UUID, account_id: str, symbol: str, quantity: int,
                        actor: str, source: str, now_ns: int, reason: str) -> LocateRequested:
+        if locate_id in self.versions:
+            raise Refused(f"locate id {locate_id} is already used")
         if account_id not in self.book.accounts or symbol not in self.book.instruments:
             raise Refused(f"unknown account {account_id} or symbol {symbol}")
         if not (self.entitled(actor, account_id)
-                or self.role_of(actor) in (Role.RISK_OFFICER, Role.ADMIN)):
+                or self.role_of(actor) == Role.RISK_OFFICER):
             raise Refused(f"{actor!r} is not entitled to {account_id}", denied=True)
         if quantity <= 0:
             raise Refused("quantity must be > 0")
@@ -526,6 +528,8 @@ class Governance:
                              actor: str, source: str, now_ns: int, reason: str,
                              expires_ns: int | None) -> LimitChangeRequested:
         role = self._require(actor, Role.TRADER, Role.RISK_OFFICER, Role.ADMIN)
+        if change_id in self.versions:
+            raise Refused(f"change id {change_id} is already used")
         kind, key = split_scope(scope)
         if role == Role.TRADER and not (kind == "account" and key is not None
                                         and self.entitled(actor, key)):

@@ -17,6 +17,9 @@ import secrets
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from domain.book_of_record import SYSTEM_ACTOR
+from domain.values import Source
+
 PREFIX = "mlk_"
 
 
@@ -52,7 +55,7 @@ def write_token(data_dir: Path, username: str, token: str) -> Path:
     return path
 
 
-def issue_missing_keys(system: Any, actor: str = "system", source: str = "system"
+def issue_missing_keys(system: Any, actor: str = SYSTEM_ACTOR, source: str = Source.SYSTEM
                        ) -> dict[str, Path]:
     """First run: a key for every active user without one, each written to its file.
 

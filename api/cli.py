@@ -365,9 +365,10 @@ day_app = typer.Typer(help="Trading days: the engine opens and closes them from 
 app.add_typer(day_app, name="day")
 
 
-def _engine_command(command: Any) -> Any:
+def _engine_command(command: Any, api: str | None = "GET /trading-day") -> Any:
     """Run one command (or none) on an engine of this process, the store's single writer;
-    the outcome and the trading day after it."""
+    the outcome and the trading day after it. ``api`` names the endpoint that does the same
+    while a server holds the store."""
     from infrastructure.bootstrap import bootstrap
     from infrastructure.writer_lock import AnotherWriterRunning
 
@@ -375,8 +376,10 @@ def _engine_command(command: Any) -> Any:
     try:
         system = bootstrap(settings, start=False)
     except AnotherWriterRunning:
-        raise _fail("an engine (marketlog serve) is running on this store: use its API, e.g. "
-                    f"POST http://{settings.host}:{settings.port}/trading-day/close", 2) from None
+        where = (f"use its API, {api} on http://{settings.host}:{settings.port}"
+                 if api else "it does this by itself")
+        raise _fail(f"an engine (marketlog serve) is running on this store: {where}",
+                    2) from None
     try:
         [outcome] = system.engine.execute([command]) if command is not None else [None]
         day = system.engine.health()["trading_day"]
@@ -413,7 +416,8 @@ def day_open(
     from commands.models import OpenTradingDay
 
     outcome, day = _engine_command(OpenTradingDay(trading_date=date, reason=reason,
-                                                  actor=_cli_actor(), source=Source.CLI))
+                                                  actor=_cli_actor(), source=Source.CLI),
+                                   api="POST /trading-day/open")
     if outcome.kind != "done":
         raise _fail(outcome.detail["reason"])
     _print_day(day)
@@ -427,7 +431,8 @@ def day_close(
     from commands.models import CloseTradingDay
 
     outcome, day = _engine_command(CloseTradingDay(reason=reason, actor=_cli_actor(),
-                                                   source=Source.CLI))
+                                                   source=Source.CLI),
+                                   api="POST /trading-day/close")
     if outcome.kind != "done":
         raise _fail(outcome.detail["reason"])
     _console().print(f"{outcome.detail['expiring_orders']} DAY orders expired")
@@ -446,7 +451,8 @@ def snapshot() -> None:
     a restart then replays only the log after it."""
     from commands.models import TakeSnapshot
 
-    outcome, _ = _engine_command(TakeSnapshot(actor=_cli_actor(), source=Source.CLI))
+    outcome, _ = _engine_command(TakeSnapshot(actor=_cli_actor(), source=Source.CLI),
+                                 api=None)
     if not (outcome.detail or {}).get("snapshot"):
         raise _fail("the store refused the snapshot (see the log)")
     _console().print("snapshot stored and recorded in the log")

@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -39,6 +39,7 @@ from domain.governance_events import (
 )
 from domain.limits import GOVERNED, split_scope
 from domain.values import Role, Source
+from infrastructure.clock import epoch_ns
 from infrastructure.settings import Settings
 from projections.queries import iso_timestamp
 
@@ -111,9 +112,7 @@ def _expiry(expires_in: int | None, expires_at: str | None, *, required: bool) -
         except ValueError:
             raise _fail(f"--expires-at {expires_at!r} is not an ISO 8601 time "
                         "(e.g. 2026-11-27T20:00:00Z)", 2) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return int(moment.timestamp()) * SECOND_NS + moment.microsecond * 1_000
+        return epoch_ns(moment)
     if required:
         raise _fail("give the expiry: --expires-in SECONDS or --expires-at ISO", 2)
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from api.cli import (
     _settings,
     app,
 )
+from infrastructure.clock import epoch_ns
 from infrastructure.settings import Settings
 
 
@@ -39,9 +40,7 @@ def _until_ns(text: str | None) -> int | None:
     except ValueError:
         raise _fail(f"--until {text!r} is not an ISO 8601 timestamp "
                     "(e.g. 2026-11-26T15:30:00Z)", 2) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+    return epoch_ns(when)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

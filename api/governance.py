@@ -10,7 +10,7 @@ controls use); history comes from the audit trail, a projection of the log.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -48,6 +48,7 @@ from domain.governance import in_scope
 from domain.limits import GOVERNED, split_scope
 from domain.values import Role, Source
 from infrastructure.bootstrap import System
+from infrastructure.clock import epoch_ns
 from infrastructure.credentials import new_key
 from projections import queries
 
@@ -77,12 +78,6 @@ class LocateBody(Body):
     account_id: Identifier
     symbol: Symbol
     quantity: m.Quantity
-
-
-def _epoch_ns(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
 def _in_epoch_range(moment: datetime) -> datetime:
@@ -218,7 +213,7 @@ async def request_locate(body: LocateBody, request: Request, system: SystemDep,
 async def grant_locate(locate_id: UUID, body: GrantBody, request: Request, system: SystemDep,
                        caller: RiskCaller) -> Any:
     return await _decide(request, system, caller, m.GrantLocate(
-        locate_id=locate_id, quantity=body.quantity, expires_at_ns=_epoch_ns(body.expires_at),
+        locate_id=locate_id, quantity=body.quantity, expires_at_ns=epoch_ns(body.expires_at),
         reason=body.reason, **_acting(caller)))
 
 
@@ -314,7 +309,7 @@ async def request_limit_change(scope: ScopePath,
     command = m.RequestLimitChange(
         change_id=body.change_id, scope=scope, field=body.field, value=body.value,
         reason=body.reason,
-        expires_at_ns=None if body.expires_at is None else _epoch_ns(body.expires_at),
+        expires_at_ns=None if body.expires_at is None else epoch_ns(body.expires_at),
         **_acting(caller))
     detail = await _decide(request, system, caller, command)
     return {"change_id": detail["id"], **detail}

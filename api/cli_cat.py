@@ -6,6 +6,7 @@ at the end of api/cli.py.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,8 @@ import typer
 
 from infrastructure.config import load_config
 from projections.cat import RECORD_TYPES, CatError, Firm, generate
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def cat(
@@ -32,6 +35,9 @@ def cat(
     from infrastructure.bootstrap import open_read_side
 
     try:
+        # Exactly YYYY-MM-DD, as the API takes it (fromisoformat alone also reads 20260102).
+        if not ISO_DATE.fullmatch(day):
+            raise ValueError(day)
         trading_date = date.fromisoformat(day)
     except ValueError:
         raise _fail(f"--date: {day!r} is not a date (YYYY-MM-DD)", 2) from None

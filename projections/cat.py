@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,8 +75,13 @@ def cat_timestamp(ts_ns: int) -> str:
     Eastern through zoneinfo (EST/EDT by the instant); the nanoseconds are carried apart
     because datetime holds microseconds only (CAT: "record nanoseconds if you have them")."""
     seconds, nanos = divmod(ts_ns, NS_PER_S)
-    local = datetime.fromtimestamp(seconds, UTC).astimezone(EASTERN)
-    return f"{local:%Y%m%d %H%M%S}.{nanos:09d}"
+    return f"{_eastern_second(seconds)}.{nanos:09d}"
+
+
+@lru_cache(maxsize=4096)
+def _eastern_second(seconds: int) -> str:
+    # A day's events fall in far fewer seconds than there are events.
+    return f"{datetime.fromtimestamp(seconds, UTC).astimezone(EASTERN):%Y%m%d %H%M%S}"
 
 
 def compact_date(trading_date: date) -> str:
@@ -253,21 +258,17 @@ def map_rows(rows: Iterable[Row], in_day: set[int] | None, firm: Firm,
 # ------------------------------------------------------------------- serialisation
 
 
-def _value(value: Any) -> str:
+def _number(value: Any) -> orjson.Fragment:
     if isinstance(value, Decimal):
         # A JSON number written from the exact decimal text, never through a float.
         text = format(value.normalize(), "f")
-        return text if "." not in text else text.rstrip("0").rstrip(".")
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{orjson.dumps(k).decode()}:{_value(v)}"
-                              for k, v in value.items()) + "}"
-    return orjson.dumps(value).decode()
+        return orjson.Fragment(text.rstrip("0").rstrip(".") if "." in text else text)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def record_line(record: Mapping[str, Any]) -> bytes:
     """One record as a JSON line, keys in the mapping's (fixed) order."""
-    return ("{" + ",".join(f"{orjson.dumps(k).decode()}:{_value(v)}"
-                           for k, v in record.items()) + "}\n").encode()
+    return orjson.dumps(record, default=_number, option=orjson.OPT_APPEND_NEWLINE)
 
 
 # ------------------------------------------------------------------------- schemas
@@ -292,8 +293,11 @@ def schema_errors(record: Mapping[str, Any], name: str | None = None) -> list[st
     kind = name or record.get("type")
     if kind not in SCHEMA_FILES:
         return [f"type {kind!r} is not one of {', '.join(RECORD_TYPES)}"]
+    validator = _validator(kind)
+    if validator.is_valid(record):
+        return []
     return [f"{'/'.join(map(str, e.instance_path)) or '(record)'}: {e.message}"
-            for e in _validator(kind).iter_errors(dict(record))]
+            for e in validator.iter_errors(dict(record))]
 
 
 def validate_line(line: bytes) -> None:

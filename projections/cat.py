@@ -85,7 +85,8 @@ def _eastern_second(seconds: int) -> str:
 
 
 def compact_date(trading_date: date) -> str:
-    return f"{trading_date:%Y%m%d}"
+    # Not strftime: %Y does not zero-pad years before 1000 on every platform (0209 -> "209").
+    return f"{trading_date.year:04d}{trading_date.month:02d}{trading_date.day:02d}"
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _time_in_force(tif: str, trading_date: str) -> dict[str, Any]:
     # CAT timeInForce is a name/value pair: DAY carries its date (YYYYMMDD); FOK is an IOC
     # with a minimum quantity of the whole order (minQty, added by the caller).
     if tif == "day":
-        return {"DAY": int(trading_date.replace("-", ""))}
+        return {"DAY": int(compact_date(date.fromisoformat(trading_date)))}
     if tif == "gtc":
         return {"GTC": True}
     return {"IOC": True}

@@ -259,6 +259,13 @@ def test_files_are_deterministic_and_described_by_their_metadata() -> None:
     assert schema_errors(meta, "metadata") == []
 
 
+@pytest.mark.parametrize("day", [date(209, 1, 1), date(1, 1, 1), date(9999, 12, 31)])
+def test_dates_are_always_eight_digits(day: date) -> None:
+    meta = orjson.loads(build_files([], FIRM, day).meta)  # an empty day of any date
+    assert meta["tradingDate"] == f"{day.year:04d}{day.month:02d}{day.day:02d}"
+    assert schema_errors(meta, "metadata") == []
+
+
 def test_an_empty_day_is_a_valid_empty_file() -> None:
     files = build_files([], FIRM, DAY)
     assert bz2.decompress(files.data) == b""

@@ -618,6 +618,11 @@ app.add_typer(cli_governance.kill_app, name="kill")
 app.add_typer(cli_governance.limits_app, name="limits")
 app.add_typer(cli_governance.accounts_app, name="accounts")
 
+# FINRA CAT order event files (issue 8).
+from api import cli_cat  # noqa: E402
+
+app.command("cat")(cli_cat.cat)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

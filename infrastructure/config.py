@@ -38,7 +38,45 @@ FIRM_OPTIONAL = {"max_orders_per_second": "int", "max_messages_per_second": "int
 FIRM_KEYS = frozenset({"credit_limit", "restricted_symbols", "defaults", "exposure_mode",
                        "reference_max_age_ms", *FIRM_OPTIONAL})
 USER_KEYS = frozenset({"username", "role", "accounts"})
-TOP_KEYS = frozenset({"firm", "instruments", "accounts", "calendar", "users"})
+TOP_KEYS = frozenset({"firm", "instruments", "accounts", "calendar", "users", "cat"})
+CAT_KEYS = frozenset({"imid", "account_holder_type", "account_holder_types", "senders"})
+# FINRA CAT accountHolderType codes: institutional, employee, foreign, individual, market
+# making, agency average price, other proprietary, error account.
+CAT_HOLDER_TYPES = frozenset({"A", "E", "F", "I", "O", "V", "P", "X"})
+
+
+@dataclass(frozen=True)
+class CatConfig:
+    """FINRA CAT reporting identity (projections/cat.py): the CATReporterIMID, each account's
+    accountHolderType, and the accounts that are other CAT Reporters (their orders are
+    received from a broker-dealer: MEOA with that senderIMID instead of MENO)."""
+
+    imid: str = "MKTL"
+    account_holder_type: str = "A"
+    account_holder_types: tuple[tuple[str, str], ...] = ()
+    senders: tuple[tuple[str, str], ...] = ()
+
+
+def _cat(spec: dict[str, Any], accounts: set[str]) -> CatConfig:
+    _check_keys(spec, CAT_KEYS, "cat")
+    imid = spec.get("imid", CatConfig.imid)
+    if not isinstance(imid, str) or not imid.isalnum() or not imid.isupper() or len(imid) > 16:
+        raise ValueError(f"cat.imid: {imid!r} is not an IMID (upper-case letters and digits)")
+    holder = spec.get("account_holder_type", CatConfig.account_holder_type)
+    holders = dict(spec.get("account_holder_types", {}))
+    for where, code in (("cat.account_holder_type", holder),
+                        *((f"cat.account_holder_types.{a}", c) for a, c in holders.items())):
+        if code not in CAT_HOLDER_TYPES:
+            raise ValueError(f"{where}: {code!r} is not one of "
+                             f"{', '.join(sorted(CAT_HOLDER_TYPES))}")
+    senders = dict(spec.get("senders", {}))
+    for sender in senders.values():
+        if not isinstance(sender, str) or not sender.isalnum() or not sender.isupper():
+            raise ValueError(f"cat.senders: {sender!r} is not an IMID")
+    unknown = (set(holders) | set(senders)) - accounts
+    if unknown:
+        raise ValueError(f"cat: unknown account(s) {', '.join(sorted(unknown))}")
+    return CatConfig(imid, holder, tuple(sorted(holders.items())), tuple(sorted(senders.items())))
 
 
 @dataclass(frozen=True)
@@ -49,6 +87,7 @@ class FirmConfig:
     calendar: ConfiguredCalendar
     user_specs: tuple[dict[str, Any], ...] = ()
     symbol_limits: tuple[tuple[str, SymbolLimits], ...] = ()
+    cat: CatConfig = CatConfig()
 
     def new_accounts(self) -> list[Account]:
         """Fresh account objects (each engine owns its own; state is rebuilt from the log)."""
@@ -235,6 +274,7 @@ def parse_config(doc: dict[str, Any]) -> FirmConfig:
         instruments=instruments,
         account_specs=specs,
         calendar=parse_calendar(doc.get("calendar", {})),
+        cat=_cat(doc.get("cat", {}), accounts),
     )
 
 

@@ -69,6 +69,9 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/instruments"): EVERYONE,
     ("GET", "/accounts"): EVERYONE,
     ("GET", "/projections"): EVERYONE,
+    # FINRA CAT order event files: every account's orders (issue 8)
+    ("GET", "/cat/{date}/order-events"): NOT_TRADER,
+    ("GET", "/cat/{date}/metadata"): NOT_TRADER,
     # trading days
     ("GET", "/trading-day"): EVERYONE,
     ("POST", "/trading-day/open"): RISK_OR_ADMIN,
@@ -151,7 +154,7 @@ def request_for(client: TestClient, method: str, route: str) -> tuple[str, Any]:
     values = {
         "order_id": str(uuid.uuid4()), "symbol": "ZZZZ", "locate_id": str(uuid.uuid4()),
         "change_id": str(uuid.uuid4()), "username": "nobody", "account_id": "ACC-NOPE",
-        "scope": "firm", "key_id": "nokey",
+        "scope": "firm", "key_id": "nokey", "date": "2001-01-02",
     }
     bodies: dict[tuple[str, str], Any] = {
         ("POST", "/orders"): order(),

@@ -90,10 +90,15 @@ def _in_epoch_range(moment: datetime) -> datetime:
 
 Expiry = Annotated[
     datetime, AfterValidator(_in_epoch_range),
-    WithJsonSchema({"type": "string", "format": "date-time",
-                    "pattern": r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2}|22[0-5][0-9])-",
-                    "description": "ISO 8601 between the years 1971 and 2259; without an "
-                                   "offset, UTC"}),
+    # The whole form as one pattern (no "format" beside it): clients and fuzzers can build
+    # valid values from it. Days 29-31 are accepted too, where the month has them.
+    WithJsonSchema({"type": "string",
+                    "pattern": r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2}|22[0-5][0-9])"
+                               r"-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+                               r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+                               r"(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?$",
+                    "description": "ISO 8601 date and time between the years 1971 and 2259, "
+                                   "e.g. 2026-11-27T20:00:00Z; without an offset, UTC"}),
 ]
 
 

@@ -100,22 +100,39 @@ def _unauthenticated(request: Request, reason: str) -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
+# The compliance page's session (api/compliance_page.py): the API key in an HttpOnly,
+# SameSite=Strict cookie, accepted on reads (GET, HEAD) only, so that no state-changing
+# request can ride on it (cross-site request forgery).
+SESSION_COOKIE = "marketlog_session"
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def principal_of_token(request: Request, token: str) -> Principal | None:
+    """The active user an API key belongs to, or None (unknown, revoked or disabled)."""
+    gov = request.app.state.system.engine.book.gov
+    found = gov.keys.get(token_sha256(token))
+    user = None if found is None else gov.users.get(found[1])
+    if user is None or not user.active:
+        return None
+    return Principal(user.username, user.role, user.accounts)
+
+
 async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization")
     if not header:
-        raise _unauthenticated(request, "an Authorization: Bearer <token> header is required")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie is None or request.method not in READ_METHODS:
+            raise _unauthenticated(request,
+                                   "an Authorization: Bearer <token> header is required")
+        header = "Bearer " + cookie
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:
         raise _unauthenticated(request, "the Authorization header must be Bearer <token>")
-    gov = request.app.state.system.engine.book.gov
-    found = gov.keys.get(token_sha256(token))
-    if found is None:
-        raise _unauthenticated(request, "unknown or revoked API key")
-    user = gov.users.get(found[1])
-    if user is None or not user.active:
-        raise _unauthenticated(request, "the key's user is disabled")
-    return Principal(user.username, user.role, user.accounts)
+    principal = principal_of_token(request, token)
+    if principal is None:
+        raise _unauthenticated(request, "unknown or revoked API key, or its user is disabled")
+    return principal
 
 
 def allow(roles: frozenset[str]) -> object:

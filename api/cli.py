@@ -612,6 +612,11 @@ app.add_typer(cli_governance.kill_app, name="kill")
 app.add_typer(cli_governance.limits_app, name="limits")
 app.add_typer(cli_governance.accounts_app, name="accounts")
 
+# Records (issue 8): lineage, export, export-verify.
+from api import cli_records  # noqa: E402
+
+cli_records.register()
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -81,6 +81,10 @@ class BadBound(ValueError):
     """A ``from``/``to`` value that is neither a date nor an ISO 8601 time."""
 
 
+def _is_date(text: str | None) -> bool:
+    return text is not None and len(text.strip()) == 10
+
+
 def parse_bound(text: str, *, end: bool) -> int:
     """Nanoseconds since the epoch of a ``from`` (``end=False``, inclusive) or ``to``
     (``end=True``, exclusive) bound.
@@ -149,7 +153,9 @@ def selection(through: int, from_text: str | None = None, to_text: str | None = 
             until = parse_bound(to_text, end=True)
         except BadBound as exc:
             raise BadBound(f"to: {exc}") from None
-    if since is not None and until is not None and since > until:
+    # A date as ``to`` runs through its day: from is after it once from reaches the next day.
+    if since is not None and until is not None and (
+            since > until or (since == until and _is_date(to_text))):
         raise ValueError(f"from ({from_text}) is after to ({to_text})")
     return Selection(through, since, until, account_id, from_text, to_text)
 
@@ -511,8 +517,8 @@ class _FileCursor:
                     self.name, self.line_no, position))
                 return
             self.report.add(Finding(
-                "not a record of this export: the store's records the filters select go from "
-                f"{found} straight to {position} (a record added or repeated)",
+                "not a record of this export: the filters select no store record here, the "
+                f"next one being position {position} (a record added or repeated)",
                 self.name, self.line_no, found))
             self._advance()
 
@@ -527,7 +533,7 @@ class _FileCursor:
         parts = []
         for name in differ:
             if name == "payload":
-                parts.append("payload (the stored body; its record hash no longer matches)")
+                parts.append("payload (the stored body: " + _payload_verdict(fields) + ")")
             else:
                 parts.append(f"{name} ({_short(fields.get(name))} in the file, "
                              f"{_short(expected[name])} in the store)")
@@ -547,6 +553,20 @@ class _FileCursor:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _payload_verdict(fields: dict[str, Any]) -> str:
+    """Whether the file's record still hashes to the hash it carries: tells a record edited
+    in the file from a file that kept the original while the store's record changed."""
+    try:
+        check = recompute_hash(int(fields["position"]), str(fields["event_type"]),
+                               str(fields["aggregate_id"]), int(fields["aggregate_version"]),
+                               str(fields["payload"]))
+    except (KeyError, TypeError, ValueError):
+        return "the line's columns no longer describe a record"
+    if check.intact:
+        return "the file's record still matches its own hash, so the store's record differs"
+    return "its record hash no longer matches its content"
 
 
 def _short(value: Any) -> str:

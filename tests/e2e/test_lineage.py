@@ -80,6 +80,7 @@ def wait_for_status(client: TestClient, order_id: str, status: str) -> None:
 def test_lineage_of_an_order_accepted_partially_filled_replaced_and_canceled(
         client: TestClient, backend: Settings) -> None:
     account_change = approve(client, "account:ACC-ALPHA", "max_order_quantity", "20000")
+    symbol_change = approve(client, "symbol:AAPL", "max_order_quantity", "5000")
     # A sell of another account rests first: the buy below takes 30 of it (a partial fill).
     resting = place(client, account_id="ACC-BETA", side="sell", quantity=30)
     order = place(client, quantity=100)
@@ -124,6 +125,10 @@ def test_lineage_of_an_order_accepted_partially_filled_replaced_and_canceled(
     assert (acc["request"]["requester"], acc["request"]["reason"]) == ("rose", "desk asks 20000")
     assert acc["request"]["position"] < acc["position"] < accepted["position"]
     assert by_scope["firm"]["origin"] == "configuration seed"
+    aapl = by_scope["symbol:AAPL"]  # inputs.max_qty: "AAPL limits v<N>"
+    assert (aapl["origin"], aapl["change_id"], aapl["approver"], aapl["new_value"]) == (
+        "approved", symbol_change, "raj", "5000")
+    assert d["inputs"]["max_qty"] == f"AAPL limits v{aapl['version']}"
 
     assert (fill["details"]["fill_quantity"], fill["details"]["fill_price"]) == (30, "190.00")
     assert fill["details"]["counterparty"] == resting["order_id"]

@@ -16,6 +16,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, WithJsonSchema
 
 from api.access import Caller, Principal, deny
 from api.deps import AccountQuery, ProbesDep, SystemDep
@@ -56,16 +57,40 @@ def lineage(order_id: UUID, request: Request, system: SystemDep, probes: ProbesD
 
 # ------------------------------------------------------------------------------ exports
 
+_EARLIEST = exports.parse_bound("1971-01-01", end=False)
+_LATEST = exports.parse_bound("2259-12-31", end=True)
+
+
+def _bound(text: str) -> str:
+    # 422 naming the parameter (FastAPI's validation) for a value that is no date or time,
+    # or one outside what the log's int64 nanoseconds hold whatever the offset (as the
+    # document's pattern says).
+    if not _EARLIEST <= exports.parse_bound(text, end=False) < _LATEST:
+        raise ValueError("a date or time between the years 1971 and 2259")
+    return text
+
+
+# The document says what is valid (a date or an RFC 3339 time, years 1971 to 2259 as the log's
+# int64 nanoseconds allow), so generated valid values are accepted.
+_BOUND_SCHEMA = {"anyOf": [{"type": "string", "format": "date"},
+                           {"type": "string", "format": "date-time"}],
+                 "pattern": r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2}|22[0-5][0-9])-"}
 FromQuery = Annotated[str | None, Query(
     alias="from", max_length=64,
-    description="UTC date (YYYY-MM-DD: from its first instant) or ISO 8601 time, inclusive.")]
+    description="UTC date (YYYY-MM-DD: from its first instant) or ISO 8601 time, inclusive."),
+    AfterValidator(lambda v: None if v is None else _bound(v)),
+    WithJsonSchema(_BOUND_SCHEMA)]
 ToQuery = Annotated[str | None, Query(
     alias="to", max_length=64,
-    description="UTC date (YYYY-MM-DD: through its last instant) or ISO 8601 time, exclusive.")]
+    description="UTC date (YYYY-MM-DD: through its last instant) or ISO 8601 time, "
+    "exclusive; not before from."),
+    AfterValidator(lambda v: None if v is None else _bound(v)),
+    WithJsonSchema(_BOUND_SCHEMA)]
 ThroughQuery = Annotated[int | None, Query(
     ge=0, le=INT64_MAX,
-    description="Last log position to consider (default: the store's head now). Pass the "
-    "manifest's chain_head.position to get the files that manifest describes.")]
+    description="Last log position to consider (default, and at most: the store's head "
+    "now). Pass the manifest's chain_head.position to get the files that manifest "
+    "describes.")]
 
 
 def _invalid(name: str, message: str, value: Any) -> RequestValidationError:
@@ -90,10 +115,9 @@ def _export_selection(request: Request, system: System, caller: Principal,
         raise _invalid("from", str(exc), from_) from None
     store = system.store
     head = exports.chain_head(store)
-    if through is not None:
-        if through > head.position:
-            raise _invalid("through", f"the store's head is at position {head.position}",
-                           through)
+    if through is not None and through < head.position:
+        # Beyond the head is a fair question with a plain answer: everything up to the head
+        # (the manifest and the X-Marketlog-Chain-Head-Position header say which).
         head = exports.chain_head(store, through)
     # The export is complete up to the head only once the read models hold it.
     if system.projections.position < head.position:
@@ -117,8 +141,10 @@ def _stream(system: System, sel: exports.Selection,
     yield from render(exports.rows(system.read_models, sel))
 
 
-@router.get("/exports/audit.jsonl", tags=["records"], responses=responses(422, 503),
-            response_class=StreamingResponse)
+@router.get("/exports/audit.jsonl", tags=["records"], response_class=StreamingResponse,
+            responses={200: {"description": "JSON lines, one record a line.", "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}}}},
+                **responses(422, 503)})
 def export_jsonl(request: Request, system: SystemDep, probes: ProbesDep, caller: Caller,
                  from_: FromQuery = None, to: ToQuery = None, account: AccountQuery = None,
                  through: ThroughQuery = None) -> StreamingResponse:
@@ -131,8 +157,10 @@ def export_jsonl(request: Request, system: SystemDep, probes: ProbesDep, caller:
                              headers=_headers(head, exports.JSONL_NAME))
 
 
-@router.get("/exports/audit.csv", tags=["records"], responses=responses(422, 503),
-            response_class=StreamingResponse)
+@router.get("/exports/audit.csv", tags=["records"], response_class=StreamingResponse,
+            responses={200: {"description": "CSV with a header row.", "content": {
+                "text/csv": {"schema": {"type": "string"}}}},
+                **responses(422, 503)})
 def export_csv(request: Request, system: SystemDep, probes: ProbesDep, caller: Caller,
                from_: FromQuery = None, to: ToQuery = None, account: AccountQuery = None,
                through: ThroughQuery = None) -> StreamingResponse:
@@ -145,7 +173,10 @@ def export_csv(request: Request, system: SystemDep, probes: ProbesDep, caller: C
                              headers=_headers(head, exports.CSV_NAME))
 
 
-@router.get("/exports/manifest", tags=["records"], responses=responses(422, 503))
+@router.get("/exports/manifest", tags=["records"], response_class=Response,
+            responses={200: {"description": "The manifest (JSON).", "content": {
+                "application/json": {"schema": {"type": "object"}}}},
+                **responses(422, 503)})
 def export_manifest(request: Request, system: SystemDep, probes: ProbesDep, caller: Caller,
                     from_: FromQuery = None, to: ToQuery = None, account: AccountQuery = None,
                     through: ThroughQuery = None) -> Response:

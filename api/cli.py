@@ -615,7 +615,7 @@ app.add_typer(cli_governance.accounts_app, name="accounts")
 # Records (issue 8): lineage, export, export-verify.
 from api import cli_records  # noqa: E402
 
-cli_records.register()
+cli_records.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,13 +20,11 @@ import typer
 from eventsourcing.persistence import PersistenceError
 from rich.markup import escape
 
-from api.cli import _console, _fail, _open_store, _settings, _table, app
 from infrastructure.codec import UndecodableEvent
 from infrastructure.event_store import EventStore
 from infrastructure.store_schema import StoreNotInitialised
 
 
-@app.command()
 def lineage(
     order_id: Annotated[str, typer.Argument(help="The order's id (a UUID).")],
     as_json: Annotated[bool, typer.Option("--json", help="The lineage as JSON.")] = False,
@@ -37,15 +35,16 @@ def lineage(
 
     Exit 1 when a record's chain check fails, 2 when the order is unknown.
     """
+    from api import cli  # at call time: api.cli imports this module
     from infrastructure.bootstrap import open_read_side
     from projections.lineage import order_lineage
 
     try:
         UUID(order_id)
     except ValueError:
-        raise _fail(f"{order_id!r} is not an order id (a UUID)", 2) from None
-    settings = _settings()
-    _open_store(settings).close()  # a clear error instead of an empty new store
+        raise cli._fail(f"{order_id!r} is not an order id (a UUID)", 2) from None
+    settings = cli._settings()
+    cli._open_store(settings).close()  # a clear error instead of an empty new store
     read = open_read_side(settings)
     try:
         read.projections.catch_up()
@@ -54,7 +53,7 @@ def lineage(
     finally:
         read.close()
     if found is None:
-        raise _fail(f"no order {order_id} in the audit trail", 2)
+        raise cli._fail(f"no order {order_id} in the audit trail", 2)
     if as_json:
         typer.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -64,11 +63,13 @@ def lineage(
 
 
 def _print_lineage(found: dict[str, Any]) -> None:
-    console = _console()
+    from api import cli  # at call time: api.cli imports this module
+
+    console = cli._console()
     console.print(f"[bold]Order {found['order_id']}[/] {escape(found['account_id'] or '')} "
                   f"{escape(found['symbol'] or '')} client id "
                   f"{escape(found['client_order_id'] or '')}, status {found['status']}")
-    table = _table(f"{len(found['records'])} events in log order")
+    table = cli._table(f"{len(found['records'])} events in log order")
     for column in ("#", "time (UTC)", "event", "who", "what", "chain"):
         table.add_column(column, overflow="fold")
     for r in found["records"]:
@@ -112,7 +113,6 @@ def _origin(lim: dict[str, Any]) -> str:
     return lim["origin"]  # type: ignore[no-any-return]
 
 
-@app.command()
 def export(
     from_: Annotated[str | None, typer.Option(
         "--from", help="UTC date (YYYY-MM-DD) or ISO 8601 time, inclusive.")] = None,
@@ -130,43 +130,44 @@ def export(
     SHA-256 and the store's chain head at export time. Check it with `marketlog
     export-verify DIR`.
     """
+    from api import cli  # at call time: api.cli imports this module
     from infrastructure.bootstrap import open_read_side
     from projections import exports
 
     try:
         sel = exports.selection(0, from_, to, account)
     except exports.BadBound as exc:
-        raise _fail(f"--{exc}", 2) from None
+        raise cli._fail(f"--{exc}", 2) from None
     except ValueError as exc:
-        raise _fail(str(exc), 2) from None
+        raise cli._fail(str(exc), 2) from None
     if out.exists() and any(out.iterdir()):
-        raise _fail(f"{out} is not empty: an export goes into a new directory", 2)
-    settings = _settings()
-    _open_store(settings).close()
+        raise cli._fail(f"{out} is not empty: an export goes into a new directory", 2)
+    settings = cli._settings()
+    cli._open_store(settings).close()
     read = open_read_side(settings)
     try:
         head = exports.chain_head(read.store)
         if through is not None:
             if through > head.position:
-                raise _fail(f"--through {through}: the store's head is at {head.position}", 2)
+                raise cli._fail(f"--through {through}: the store's head is at "
+                                f"{head.position}", 2)
             head = exports.chain_head(read.store, through)
         read.projections.catch_up()
         if read.projections.position < head.position:
-            raise _fail(f"the read models reached position {read.projections.position}, "
+            raise cli._fail(f"the read models reached position {read.projections.position}, "
                         f"not the store's head {head.position}")
         sel = exports.Selection(head.position, sel.since_ns, sel.until_ns, sel.account_id,
                                 sel.from_text, sel.to_text)
         manifest = exports.write_export(read.read_models, sel, head, read.store.store_id, out)
     finally:
         read.close()
-    _console().print(
+    cli._console().print(
         f"exported {manifest['records']:,} records (positions {manifest['first_position']}"
         f"-{manifest['last_position']}) to {escape(str(out))}: {exports.JSONL_NAME}, "
         f"{exports.CSV_NAME}, {exports.MANIFEST_NAME}; chain head {head.position} "
         f"{head.hash}")
 
 
-@app.command("export-verify")
 def export_verify(
     directory: Annotated[Path, typer.Argument(help="An export directory (manifest.json, "
                                                    "audit.jsonl, audit.csv).")],
@@ -178,24 +179,25 @@ def export_verify(
 
     Connects as MARKETLOG_READER_DATABASE_URL when set (a SELECT-only role).
     """
+    from api import cli  # at call time: api.cli imports this module
     from projections.exports import verify_export
 
     if not directory.is_dir():
-        raise _fail(f"{directory} is not a directory", 2)
-    settings = _settings()
+        raise cli._fail(f"{directory} is not a directory", 2)
+    settings = cli._settings()
     if not settings.uses_postgres and not settings.sqlite_store_path.exists():
-        raise _fail(f"no event store at {settings.sqlite_store_path.resolve()}", 2)
+        raise cli._fail(f"no event store at {settings.sqlite_store_path.resolve()}", 2)
     try:
         store = EventStore.open(settings, reader=True)
     except (StoreNotInitialised, psycopg.Error, PersistenceError) as exc:
-        raise _fail(str(exc), 2) from None
+        raise cli._fail(str(exc), 2) from None
     try:
         report = verify_export(directory, store)
     except UndecodableEvent as exc:
-        raise _fail(str(exc)) from None
+        raise cli._fail(str(exc)) from None
     finally:
         store.close()
-    console = _console()
+    console = cli._console()
     if report.ok:
         m = report.manifest or {}
         console.print(f"export OK: {report.records:,} records in both files match the store "
@@ -210,6 +212,9 @@ def export_verify(
     raise typer.Exit(1)
 
 
-def register() -> Any:
-    """Imported by api/cli.py's entry point so these commands join the app."""
-    return app
+def register(app: typer.Typer) -> None:
+    """Called by api/cli.py with ITS app: under ``python -m api.cli`` that module is
+    ``__main__``, and commands put on an imported ``api.cli.app`` would never be seen."""
+    app.command()(lineage)
+    app.command()(export)
+    app.command("export-verify")(export_verify)

@@ -604,25 +604,35 @@ def _details(event: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in p.items() if k not in skip)
 
 
-# The event log's distribution commands (relay, project, replay, digest) live beside this.
-import api.cli_log  # noqa: E402, F401
-
-# Risk governance (issue 7): users, keys, symbols, locates, kill switches, limits, accounts.
-from api import cli_governance  # noqa: E402
-
-app.add_typer(cli_governance.users_app, name="users")
-app.add_typer(cli_governance.keys_app, name="keys")
-app.add_typer(cli_governance.symbols_app, name="symbols")
-app.add_typer(cli_governance.locates_app, name="locates")
-app.add_typer(cli_governance.kill_app, name="kill")
-app.add_typer(cli_governance.limits_app, name="limits")
-app.add_typer(cli_governance.accounts_app, name="accounts")
-
-# FINRA CAT order event files (issue 8).
-from api import cli_cat  # noqa: E402
-
-app.command("cat")(cli_cat.cat)
-
-
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # ``python -m api.cli``: this module is __main__; run the module proper (api.cli), on
+    # which the commands of the modules below register (they import api.cli themselves).
+    from api.cli import app as registered
+
+    registered()
+else:
+    # The event log's distribution commands (relay, project, replay, digest) live beside this.
+    from api import cli_log
+
+    cli_log.register(app)
+
+    # Risk governance (issue 7): users, keys, symbols, locates, kill switches, limits, accounts.
+    from api import cli_governance
+
+    app.add_typer(cli_governance.users_app, name="users")
+    app.add_typer(cli_governance.keys_app, name="keys")
+    app.add_typer(cli_governance.symbols_app, name="symbols")
+    app.add_typer(cli_governance.locates_app, name="locates")
+    app.add_typer(cli_governance.kill_app, name="kill")
+    app.add_typer(cli_governance.limits_app, name="limits")
+    app.add_typer(cli_governance.accounts_app, name="accounts")
+
+    # FINRA CAT order event files (issue 8).
+    from api import cli_cat
+
+    app.command("cat")(cli_cat.cat)
+
+    # Records (issue 8): lineage, export, export-verify.
+    from api import cli_records
+
+    cli_records.register(app)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import sqlalchemy as sa
 import typer
@@ -25,7 +25,6 @@ from api.cli import (
     _open_store,
     _redacted,
     _settings,
-    app,
 )
 from infrastructure.clock import epoch_ns
 from infrastructure.settings import Settings
@@ -48,7 +47,6 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
-@app.command()
 def relay() -> None:
     """Publish every event of the store to Kafka, in log order, until stopped (SIGTERM).
 
@@ -82,7 +80,6 @@ def relay() -> None:
     _console().print(f"relay stopped at log position {publisher.position}")
 
 
-@app.command()
 def project() -> None:
     """Keep the read models up to date until stopped (SIGTERM).
 
@@ -109,7 +106,6 @@ def project() -> None:
         read.close()
 
 
-@app.command()
 def replay(
     into: Annotated[str, typer.Option(
         "--into", help="SQLAlchemy URL of an EMPTY database for the read models, e.g. "
@@ -215,7 +211,6 @@ def _print_digests(found: dict[str, str], views: set[str] | None = None) -> None
             console.print(f"{view:<10} {found[table]}")
 
 
-@app.command()
 def digest(
     url: Annotated[str | None, typer.Option(
         "--url", help="Read-model database to digest; default the live one.")] = None,
@@ -240,6 +235,8 @@ def digest(
     _print_digests(found)
 
 
-def register() -> Any:
-    """Imported by api/cli.py's entry point so these commands join the app."""
-    return app
+def register(app: typer.Typer) -> None:
+    """Called by api/cli.py with ITS app: under ``python -m api.cli`` that module is
+    ``__main__``, and commands put on an imported ``api.cli.app`` would never be seen."""
+    for command in (relay, project, replay, digest):
+        app.command()(command)

@@ -106,6 +106,12 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/accounts/{account_id}/suspend"): RISK_OR_ADMIN,
     ("POST", "/accounts/{account_id}/reinstate"): RISK_OR_ADMIN,
     ("GET", "/access/denials"): NOT_TRADER,
+    # records (issue 8): a trader's lineage of their accounts, a trader's export only with
+    # one of their accounts named (the matrix exports the whole trail)
+    ("GET", "/orders/{order_id}/lineage"): EVERYONE,
+    ("GET", "/exports/audit.jsonl"): NOT_TRADER,
+    ("GET", "/exports/audit.csv"): NOT_TRADER,
+    ("GET", "/exports/manifest"): NOT_TRADER,
 }
 
 

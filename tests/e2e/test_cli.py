@@ -19,7 +19,9 @@ from infrastructure.config import load_config
 from infrastructure.settings import Settings
 from projections.rebuild import digest
 
-COMMANDS = ("demo", "serve", "verify", "rebuild", "audit", "day", "snapshot", "db")
+COMMANDS = ("demo", "serve", "verify", "rebuild", "audit", "day", "snapshot", "db", "relay",
+            "project", "replay", "digest", "users", "keys", "symbols", "locates", "kill",
+            "limits", "accounts", "cat", "lineage", "export", "export-verify")
 HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 # Unset anything of the caller's that would point the CLI elsewhere; wide output, no colour.
 BASE_ENV: dict[str, str | None] = {
@@ -58,6 +60,17 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     result = invoke(data_dir, "demo", "--orders", "600", "--seed", "7")
     assert result.exit_code == 0, result.output
     return data_dir, result.output
+
+
+def test_python_dash_m_has_every_command_of_the_installed_script() -> None:
+    # Under ``python -m api.cli`` that module is __main__: commands registered on the
+    # imported api.cli.app would be missing there (they were, for relay and replay).
+    listing = subprocess.run([sys.executable, "-m", "api.cli", "--help"], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert listing.returncode == 0, listing.stderr
+    for command in COMMANDS:
+        assert re.search(rf"^│ {re.escape(command)}\s", listing.stdout, re.MULTILINE), (
+            command, listing.stdout)
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -41,6 +41,7 @@ from api.app import create_app
 from infrastructure.bootstrap import bootstrap
 from infrastructure.postgres_admin import throwaway_store
 from infrastructure.settings import Settings
+from projections.exports import BadBound, selection
 from tests.auth import bearer, issue_token
 
 EXAMPLES = 25
@@ -134,7 +135,24 @@ def test_the_server_keeps_its_openapi_contract(case: Any, app: FastAPI,
     user = acting_user(case.operation.method, case.operation.path)  # not the sent method:
     # schemathesis also sends methods the path does not have (TRACE, ...), expecting 405
     headers = {} if user is None else bearer(tokens[user])
-    case.call_and_validate(app=app, checks=CHECKS, headers=headers)
+    checks = CHECKS
+    if _from_after_to(case):  # a rule across two parameters, which no schema can state
+        checks = [c for c in CHECKS if c is not positive_data_acceptance]
+    case.call_and_validate(app=app, checks=checks, headers=headers)
+
+
+def _from_after_to(case: Any) -> bool:
+    """An export whose ``from`` is after its ``to``: a 422 (issue 8), valid for the schema."""
+    query = case.query or {}
+    if not case.operation.path.startswith("/exports/") or not {"from", "to"} <= set(query):
+        return False
+    try:
+        selection(0, str(query["from"]), str(query["to"]))
+    except BadBound:
+        return False
+    except ValueError:
+        return True
+    return False
 
 
 def test_every_operation_has_an_acting_user() -> None:
@@ -154,7 +172,9 @@ ENGINE_STATE_READS = {("get", p) for p in ("/instruments", "/accounts", "/tradin
 
 
 # Answers that are files, not JSON: documented with their own media type.
-FILE_DOWNLOADS = {("get", "/cat/{date}/order-events", "200"): "application/x-bzip2"}
+FILE_DOWNLOADS = {("get", "/cat/{date}/order-events", "200"): "application/x-bzip2",
+                  ("get", "/exports/audit.jsonl", "200"): "application/x-ndjson",
+                  ("get", "/exports/audit.csv", "200"): "text/csv"}
 
 
 def test_every_route_documents_the_errors_it_can_answer() -> None:

@@ -15,14 +15,16 @@ import html
 import re
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
+from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.access import SESSION_COOKIE, principal_of_token, record_denial
+from api.access import SESSION_COOKIE, deny, principal_of_token, record_denial
 from api.deps import ProbesDep, SystemDep
 from api.probes import read_models
+from projections.lineage import order_lineage
 from projections.tables import audit_trail, orders_view
 
 router = APIRouter(tags=["compliance page"], include_in_schema=False)
@@ -194,6 +196,48 @@ def _order_row(r: sa.RowMapping) -> str:
 
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+@router.get("/compliance/lineage", response_class=HTMLResponse)
+def lineage_page(request: Request, system: SystemDep, probes: ProbesDep,
+                 order_id: Annotated[str, Query(max_length=40)] = "") -> Response:
+    """An order's lineage (the same as ``GET /orders/{id}/lineage``) as a timeline."""
+    principal = _principal(request)
+    if principal is None:
+        return _login()
+    back = '<p><a id=back href="/compliance">Back to the day</a></p>'
+    if not UUID_RE.match(order_id):
+        return _page("marketlog lineage", f"<main>{back}<p role=alert id=error>"
+                     f"{html.escape(order_id)!s} is not an order id.</p></main>", 422)
+    uuid = str(UUID(order_id))
+    response = Response()
+    with read_models(system, probes, response) as conn:
+        found = order_lineage(conn, uuid, system.store)
+    if found is None:
+        return _page("marketlog lineage", f"<main>{back}<p role=alert id=error>No order "
+                     f"{html.escape(uuid)} in the audit trail.</p></main>", 404)
+    if not principal.may_see(found["account_id"]):
+        raise deny(request, principal, f"{principal.username} is not entitled to "
+                   f"{found['account_id']}", found["account_id"])
+    rows = "".join(
+        f"<tr><td>{r['position']}</td><td>{html.escape(r['timestamp'])}</td>"
+        f"<td>{html.escape(r['event_type'])}</td><td>{html.escape(r['actor'])}</td>"
+        f"<td>{html.escape(r['summary'])}</td>"
+        f"<td><code title=\"prev {html.escape(str(r['chain']['prev_hash']))}\">"
+        f"{html.escape(str(r['chain']['hash'])[:16])}</code> "
+        f"{'intact' if r['chain']['ok'] else '<strong>BROKEN</strong>'}</td></tr>"
+        for r in found["records"])
+    verdict = ("every record is what the store holds" if found["chain_ok"]
+               else "a record does NOT match the store")
+    body = f"""<main>{back}<h2>Lineage of order <span id=lineage-order>{html.escape(uuid)}
+</span></h2><p>Account {html.escape(found['account_id'])}, {html.escape(str(found['symbol']))},
+client id {html.escape(str(found['client_order_id']))}, status
+<span id=lineage-status>{html.escape(str(found['status']))}</span>.
+Chain: <span id=chain-verdict>{verdict}</span>.
+{_link(f"/orders/{uuid}/lineage", "JSON (with every control's inputs)", "lineage-json")}</p>
+<table id=lineage-records><tr><th>position</th><th>time (UTC)</th><th>event</th><th>actor</th>
+<th>what</th><th>hash</th></tr>{rows}</table></main>"""
+    return _page(f"marketlog lineage {uuid}", body)
 
 
 def _principal(request: Request) -> Any:

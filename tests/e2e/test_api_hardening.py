@@ -13,15 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -29,6 +26,7 @@ from infrastructure.bootstrap import System, bootstrap
 from infrastructure.settings import Settings
 from tests.auth import login
 from tests.faults import FaultProxy
+from tests.serving import serving
 
 LIMIT = 64 * 1024  # the documented default of MARKETLOG_MAX_BODY_BYTES
 _ids = itertools.count(1)
@@ -213,25 +211,6 @@ def test_many_problems_are_counted_not_all_listed(sqlite_client: TestClient) -> 
     body = r.json()
     assert len(body["detail"]) == 50
     assert body["errors_omitted"] == 500 + 6 - 50  # 500 unknown fields, 6 missing
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[tuple[str, int]]:
-    """The app under a real uvicorn on an ephemeral port, in a thread of this process."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    try:
-        yield host, port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _exchange(address: tuple[str, int], head_lines: list[str], body: Iterator[bytes]) -> bytes:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api import errors, governance, orders, trading_day, views
+from api import errors, governance, orders, reports, trading_day, views
 from api.access import DenialCounter
 from api.limits import BodyLimit
 from api.probes import Probes
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
     app.include_router(views.router)
     app.include_router(trading_day.router)
     app.include_router(governance.router)
+    app.include_router(reports.router)
     app.state.denials = DenialCounter()
     return app
 

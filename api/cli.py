@@ -612,6 +612,11 @@ app.add_typer(cli_governance.kill_app, name="kill")
 app.add_typer(cli_governance.limits_app, name="limits")
 app.add_typer(cli_governance.accounts_app, name="accounts")
 
+# The daily 15c3-5 report and the limit calibration (issue 8).
+from api import cli_report  # noqa: E402
+
+app.add_typer(cli_report.report_app, name="report")
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

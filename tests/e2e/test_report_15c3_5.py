@@ -335,3 +335,52 @@ def test_hostile_requests_are_refused_with_their_reason(client: TestClient) -> N
         date="1999-01-04", reason="no such day")
     act(client, "tester", "/reports/15c3-5/certifications", 403, report_sha256="a" * 64,
         date=today, reason="traders do not certify")
+
+
+class _Log:
+    """A notification log of hand-built records (the store's select, nothing else)."""
+
+    def __init__(self, events: list[Any]) -> None:
+        from infrastructure.codec import encode_record
+
+        self.rows = []
+        prev = "0" * 64
+        for position, event in enumerate(events, start=1):
+            topic, state, prev = encode_record(event, position, prev)
+            self.rows.append((position, topic, state))
+
+    def select(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        return [r for r in self.rows if r[0] > after][:limit]
+
+
+def test_a_control_missing_from_a_decision_is_named_as_a_gap(tmp_path: Path) -> None:
+    """An acceptance that does not record ``luld`` (forged: the engine always records every
+    control) makes coverage incomplete, and the report names the control and the count."""
+    import sqlalchemy as sa
+
+    from domain.events import OrderAccepted
+    from projections.runner import ProjectionRunner
+    from projections.schema import migrate
+    from tests import builders as b
+
+    book = b.book(opened=False, locates=False)
+    events: list[Any] = [b.open_day(book)]
+    events += [b.submit(book, quantity=100 + n) for n in range(3)]
+    forged = events[2]
+    assert isinstance(forged, OrderAccepted)
+    events[2] = forged._replace(checks=tuple(c for c in forged.checks if c != "luld"))
+    url = f"sqlite:///{tmp_path / 'forged.sqlite'}"
+    migrate(url)
+    engine = sa.create_engine(url)
+    ProjectionRunner(engine, _Log(events)).catch_up()
+    engine.dispose()
+
+    result = runner.invoke(cli, ["report", "15c3-5", "--date", b.TRADING_DATE, "--url", url],
+                           env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    coverage = orjson.loads(result.output)["coverage"]
+    assert coverage["complete"] is False
+    assert coverage["gaps"] == [{"control": "luld", "orders_missed": 1}]
+    assert coverage["statement"] == "coverage is NOT complete: luld missed by 1 order(s)"
+    luld = next(c for c in coverage["controls"] if c["control"] == "luld")
+    assert (luld["applicable"], luld["checked"], luld["share_pct"]) == (3, 2, "66.67")

@@ -34,6 +34,19 @@ ITEMS = (
 )
 
 
+SHOWN_ACCOUNTS = 20  # per cell; the JSON has every account
+
+
+def accounts_text(by_account: dict[str, int]) -> str:
+    """"ACC: n, ..." for the accounts with the most, the rest summed (a printable cell)."""
+    ranked = sorted(by_account.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{a}: {n}" for a, n in ranked[:SHOWN_ACCOUNTS])
+    rest = ranked[SHOWN_ACCOUNTS:]
+    if rest:
+        text += f" and {len(rest)} more accounts ({sum(n for _, n in rest)})"
+    return text
+
+
 def _e(value: Any) -> str:
     return "&mdash;" if value is None else escape(str(value))
 
@@ -122,8 +135,7 @@ def _day(d: dict[str, Any]) -> str:
                                   d["rejections"]["by_control"]])
                        if d["rejections"]["by_control"] else "")
         + _table(["control", "total", "by account"],
-                 [[r["control"], r["total"], ", ".join(f"{a}: {n}" for a, n in
-                                                        r["by_account"].items())]
+                 [[r["control"], r["total"], accounts_text(r["by_account"])]
                   for r in d["rejections"]["by_control"]]),
         "overrides": f"<p>{_e(d['overrides']['statement'])}</p>",
         "limit_changes": _table(
@@ -140,12 +152,10 @@ def _day(d: dict[str, Any]) -> str:
             [[k["event"], k["scope"], k["at"], k["by"], k["trigger"], k["reason"],
               k["canceled_orders"]] for k in d["kill_switches_and_throttles"][
                 "kill_switch_events"]])
-        + "<p>Throttle (rate) rejections: " + _e(", ".join(
-            f"{a}: {n}" for a, n in d["kill_switches_and_throttles"][
-                "throttle_rejections"].items()) or "none")
-        + "; orders refused by a tripped kill switch: " + _e(", ".join(
-            f"{a}: {n}" for a, n in d["kill_switches_and_throttles"][
-                "kill_switch_rejections"].items()) or "none") + "</p>",
+        + "<p>Throttle (rate) rejections: " + _e(accounts_text(
+            d["kill_switches_and_throttles"]["throttle_rejections"]) or "none")
+        + "; orders refused by a tripped kill switch: " + _e(accounts_text(
+            d["kill_switches_and_throttles"]["kill_switch_rejections"]) or "none") + "</p>",
         "entitlement_changes": _table(
             ["event", "user", "account", "role", "by", "at", "reason"],
             [[x["event"], x["username"], x["account_id"], x["role"], x["by"], x["at"],

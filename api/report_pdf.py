@@ -14,7 +14,7 @@ from typing import Any
 
 from fpdf import FPDF
 
-from api.report_html import ITEMS
+from api.report_html import ITEMS, accounts_text
 
 
 def _latin(value: Any) -> str:
@@ -143,8 +143,7 @@ def _day(pdf: FPDF, d: dict[str, Any]) -> None:
     _heading(pdf, titles["rejections"])
     _bar_chart(pdf, [(r["control"], r["total"]) for r in rejections])
     _table(pdf, ["control", "total", "by account"],
-           [[r["control"], r["total"], ", ".join(f"{a}: {n}" for a, n in
-                                                 r["by_account"].items())] for r in rejections])
+           [[r["control"], r["total"], accounts_text(r["by_account"])] for r in rejections])
     _heading(pdf, titles["overrides"])
     _para(pdf, d["overrides"]["statement"])
     _heading(pdf, titles["limit_changes"])
@@ -161,8 +160,8 @@ def _day(pdf: FPDF, d: dict[str, Any]) -> None:
     _table(pdf, ["event", "scope", "at", "by", "trigger", "reason", "orders canceled"],
            [[k["event"], k["scope"], k["at"], k["by"], k["trigger"], k["reason"],
              k["canceled_orders"]] for k in kill["kill_switch_events"]])
-    _para(pdf, "Throttle (rate) rejections: " + (", ".join(
-        f"{a}: {n}" for a, n in kill["throttle_rejections"].items()) or "none"))
+    _para(pdf, "Throttle (rate) rejections: "
+          + (accounts_text(kill["throttle_rejections"]) or "none"))
     _heading(pdf, titles["entitlement_changes"])
     _table(pdf, ["event", "user", "account", "role", "by", "at", "reason"],
            [[x["event"], x["username"], x["account_id"], x["role"], x["by"], x["at"],

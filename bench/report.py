@@ -58,17 +58,10 @@ def fill(conn: sa.Connection, accounts: int) -> None:
     """What the projection leaves for a day of ORDERS orders over ``accounts`` accounts."""
     bind = decimal_binder(conn)
     accepted = ORDERS - REJECTED
-    insert_rows(conn, control_days, [c.name for c in control_days.columns], [(
-        DATE, OPEN_NS, 1, None, None, "gross", accepted, REJECTED, 600_000, 60_000_000, 0,
-        300_000, 4_000_000)])
     limit = Decimal(20_000_000)
-    insert_rows(conn, control_day_accounts, [c.name for c in control_day_accounts.columns], [
-        (DATE, f"ACC-{a:05d}", accepted // accounts, REJECTED // accounts, 0, bind(limit),
-         bind(Decimal(1_234_567 + a)), bind(Decimal(765_432)), bind(Decimal(500_000)),
-         bind(Decimal(400_000)), 600)
-        for a in range(accounts)])
     columns = [c.name for c in control_exposure_buckets.columns]
     position = 2
+    peaks: dict[str, tuple[Decimal, int, int]] = {}  # scope -> (exposure, at_ns, position)
     for scope in ["firm", *(f"account:ACC-{a:05d}" for a in range(accounts))]:
         rows = []
         for b in range(BUCKETS):
@@ -76,8 +69,20 @@ def fill(conn: sa.Connection, accounts: int) -> None:
             exposure = Decimal(1_000_000 + (b * 7919 + position) % 9_000_000)
             rows.append((DATE, scope, OPEN_NS + b * BUCKET_NS, bind(exposure),
                          None if scope == "firm" else bind(limit), at, position))
+            if scope not in peaks or exposure > peaks[scope][0]:
+                peaks[scope] = (exposure, at, position)
             position += 3
         insert_rows(conn, control_exposure_buckets, columns, rows)
+    firm = peaks["firm"]
+    insert_rows(conn, control_days, [c.name for c in control_days.columns], [(
+        DATE, OPEN_NS, 1, None, None, "gross", accepted, REJECTED, 600_000, 60_000_000, 0,
+        300_000, 4_000_000, bind(firm[0]), firm[1], firm[2])])
+    insert_rows(conn, control_day_accounts, [c.name for c in control_day_accounts.columns], [
+        (DATE, f"ACC-{a:05d}", accepted // accounts, REJECTED // accounts, 0, bind(limit),
+         bind(Decimal(1_234_567 + a)), bind(Decimal(765_432)), bind(Decimal(500_000)),
+         bind(Decimal(400_000)), 600, bind(peaks[f"account:ACC-{a:05d}"][0]), bind(limit),
+         peaks[f"account:ACC-{a:05d}"][1], peaks[f"account:ACC-{a:05d}"][2])
+        for a in range(accounts)])
     controls = NEW_ORDER_CONTROLS
     insert_rows(conn, control_rejections, [c.name for c in control_rejections.columns], [
         (DATE, c, f"ACC-{a:05d}", 1 + (a + i) % 5) for i, c in enumerate(controls)
@@ -126,7 +131,8 @@ def postgres_database() -> Iterator[str]:
     from bench.pg import admin_url, throwaway_database
 
     with throwaway_database(admin_url()) as url:
-        yield url
+        # SQLAlchemy's bare postgresql:// means psycopg2; marketlog uses psycopg 3.
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def measure(name: str, url: str, accounts: int) -> list[str]:

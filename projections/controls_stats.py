@@ -167,13 +167,15 @@ def _day() -> dict[str, Any]:
     return {"opened_ns": None, "opened_position": None, "closed_ns": None,
             "closed_position": None, "exposure_mode": None, "accepted": 0, "rejected": 0,
             "fills": 0, "fill_quantity": 0, "fill_gaps": 0, "taker_fills": 0,
-            "max_fill_delay_ns": None}
+            "max_fill_delay_ns": None, "firm_peak_exposure": None, "firm_peak_ns": None,
+            "firm_peak_position": None}
 
 
 def _day_account() -> dict[str, Any]:
     return {"accepted": 0, "rejected": 0, "breaches": 0, "credit_limit": None,
             "buy_entered": ZERO, "sell_entered": ZERO, "buy_filled": ZERO,
-            "sell_filled": ZERO, "fills": 0}
+            "sell_filled": ZERO, "fills": 0, "peak_exposure": None, "peak_limit": None,
+            "peak_ns": None, "peak_position": None}
 
 
 _COUNT = {"orders": 0}
@@ -341,11 +343,19 @@ class _Batch:
         bucket = self.buckets.get((date, scope, ts_ns - ts_ns % BUCKET_NS), {
             "exposure": exposure, "credit_limit": limit, "at_ns": ts_ns,
             "at_position": position})
-        # The highest sample; on a tie the earliest in the log (the same on either feed).
-        if exposure > bucket["exposure"] or (exposure == bucket["exposure"]
-                                             and position < bucket["at_position"]):
+        if _higher(exposure, position, bucket["exposure"], bucket["at_position"]):
             bucket.update(exposure=exposure, credit_limit=limit, at_ns=ts_ns,
                           at_position=position)
+        if scope == FIRM:
+            day = self.days.get((date,), _day())
+            if _higher(exposure, position, day["firm_peak_exposure"], day["firm_peak_position"]):
+                day.update(firm_peak_exposure=exposure, firm_peak_ns=ts_ns,
+                           firm_peak_position=position)
+        else:
+            row = self.accounts.get((date, scope.removeprefix("account:")), _day_account())
+            if _higher(exposure, position, row["peak_exposure"], row["peak_position"]):
+                row.update(peak_exposure=exposure, peak_limit=limit, peak_ns=ts_ns,
+                           peak_position=position)
 
     def flush_coverage(self) -> None:
         for (date, applicable, checked, rejecting), orders in self.shapes.items():
@@ -356,6 +366,11 @@ class _Batch:
                     row["checked"] += orders
                 if control == rejecting:
                     row["rejected"] += orders
+
+
+def _higher(exposure: Decimal, position: int, best: Decimal | None, at: int | None) -> bool:
+    # The highest sample; on a tie the earliest in the log (the same on either feed).
+    return best is None or exposure > best or (exposure == best and position < (at or 0))
 
 
 def _enter(row: dict[str, Any], side: str, notional: Decimal) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -266,29 +265,24 @@ def _firm_changes(conn: sa.Connection) -> list[dict[str, Any]]:
 
 def _limit_use(conn: sa.Connection, trading_date: str, mode: str,
                governance: list[dict[str, Any]], configured: Decimal | None) -> dict[str, Any]:
-    t = control_exposure_buckets
-    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in conn.execute(sa.select(t).where(t.c.trading_date == trading_date)
-                            .order_by(t.c.scope, t.c.bucket_ns)).mappings():
-        series[row["scope"]].append(dict(row))
+    day = conn.execute(sa.select(control_days.c.firm_peak_exposure, control_days.c.firm_peak_ns)
+                       .where(control_days.c.trading_date == trading_date)).one()
     accounts_rows = [dict(r) for r in conn.execute(
         sa.select(control_day_accounts).where(control_day_accounts.c.trading_date == trading_date)
         .order_by(control_day_accounts.c.account_id)).mappings()]
     accounts = []
     for row in accounts_rows:
-        samples = series.get("account:" + row["account_id"], [])
-        peak = _peak(samples)
-        limit = None if peak is None else peak["credit_limit"]
-        limit = Decimal(limit) if limit is not None else (
-            None if row["credit_limit"] is None else Decimal(row["credit_limit"]))
+        peak, limit = row["peak_exposure"], row["peak_limit"]
+        if limit is None:
+            limit = row["credit_limit"]
         eod = _exposure(row, mode)
-        last_limit = None if row["credit_limit"] is None else Decimal(row["credit_limit"])
+        last_limit = row["credit_limit"]
         accounts.append({
             "account_id": row["account_id"],
             "credit_limit": _text(limit),
-            "peak_exposure": None if peak is None else _text(Decimal(peak["exposure"])),
-            "peak_at": None if peak is None else iso_ns(peak["at_ns"]),
-            "peak_use_pct": None if peak is None else _pct(Decimal(peak["exposure"]), limit),
+            "peak_exposure": _text(peak),
+            "peak_at": iso_ns(row["peak_ns"]),
+            "peak_use_pct": _pct(peak, limit),
             "end_of_day_exposure": _text(eod),
             "end_of_day_limit": _text(last_limit),
             "end_of_day_use_pct": _pct(eod, last_limit),
@@ -297,54 +291,49 @@ def _limit_use(conn: sa.Connection, trading_date: str, mode: str,
             "rejected": row["rejected"],
         })
     changes = _firm_changes(conn)
+    ranked = sorted((a for a in accounts if a["peak_use_pct"] is not None),
+                    key=lambda a: (-Decimal(a["peak_use_pct"]), a["account_id"]))
+    charted = [FIRM] + ["account:" + a["account_id"] for a in ranked[:CHART_ACCOUNTS]]
+    t = control_exposure_buckets
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for bucket in conn.execute(sa.select(t).where(t.c.trading_date == trading_date,
+                                                  t.c.scope.in_(charted))
+                               .order_by(t.c.scope, t.c.bucket_ns)).mappings():
+        series[bucket["scope"]].append(dict(bucket))
     firm_samples = series.get(FIRM, [])
-    firm_peak = _peak(firm_samples)
     firm_breaches = 0
     for sample in firm_samples:
-        limit, _ = firm_limit_at(changes, sample["at_ns"], configured)
-        if limit is not None and Decimal(sample["exposure"]) > limit:
+        in_force, _ = firm_limit_at(changes, sample["at_ns"], configured)
+        if in_force is not None and sample["exposure"] > in_force:
             firm_breaches += 1
-    end_ns = max((s["at_ns"] for s in firm_samples), default=0)
+    end_ns = max((x["at_ns"] for x in firm_samples), default=0)
+    firm_peak, firm_peak_ns = day
     firm_limit, source = firm_limit_at(
-        changes, firm_peak["at_ns"] if firm_peak else end_ns, configured)
+        changes, firm_peak_ns if firm_peak_ns is not None else end_ns, configured)
     eod_limit, _ = firm_limit_at(changes, end_ns, configured)
-    sides = {k: sum((Decimal(r[k]) for r in accounts_rows), Decimal(0))
+    sides = {k: sum((r[k] for r in accounts_rows), Decimal(0))
              for k in ("buy_entered", "sell_entered", "buy_filled", "sell_filled")}
     firm_eod = _exposure(sides, mode)
     firm = {
         "credit_limit": _text(firm_limit),
         "credit_limit_source": source,
-        "peak_exposure": None if firm_peak is None else _text(Decimal(firm_peak["exposure"])),
-        "peak_at": None if firm_peak is None else iso_ns(firm_peak["at_ns"]),
-        "peak_use_pct": None if firm_peak is None else _pct(Decimal(firm_peak["exposure"]),
-                                                            firm_limit),
+        "peak_exposure": _text(firm_peak),
+        "peak_at": iso_ns(firm_peak_ns),
+        "peak_use_pct": _pct(firm_peak, firm_limit),
         "end_of_day_exposure": _text(firm_eod),
         "end_of_day_use_pct": _pct(firm_eod, eod_limit),
         "breaches": firm_breaches,
     }
-    ranked = sorted((a for a in accounts if a["peak_use_pct"] is not None),
-                    key=lambda a: (-Decimal(a["peak_use_pct"]), a["account_id"]))
-    charted = [FIRM] + ["account:" + a["account_id"] for a in ranked[:CHART_ACCOUNTS]]
     intraday = []
     for scope in charted:
         points = []
-        for s in series.get(scope, []):
-            limit = (firm_limit_at(changes, s["at_ns"], configured)[0] if scope == FIRM
-                     else None if s["credit_limit"] is None else Decimal(s["credit_limit"]))
-            points.append([iso_ns(s["bucket_ns"]), _text(Decimal(s["exposure"])), _text(limit)])
+        for x in series.get(scope, []):
+            limit = (firm_limit_at(changes, x["at_ns"], configured)[0] if scope == FIRM
+                     else x["credit_limit"])
+            points.append([iso_ns(x["bucket_ns"]), _text(x["exposure"]), _text(limit)])
         intraday.append({"scope": scope, "points": points})
     return {"bucket_seconds": BUCKET_NS // 1_000_000_000, "firm": firm, "accounts": accounts,
             "intraday": intraday}
-
-
-def _peak(samples: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    best = None
-    for s in samples:
-        if best is None or Decimal(s["exposure"]) > Decimal(best["exposure"]) or (
-                Decimal(s["exposure"]) == Decimal(best["exposure"])
-                and s["at_position"] < best["at_position"]):
-            best = s
-    return best
 
 
 # ------------------------------------------------------------------------ items 2, 4-7, 9

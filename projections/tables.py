@@ -303,6 +303,11 @@ control_days = sa.Table(
     sa.Column("fill_gaps", sa.BigInteger, nullable=False),
     sa.Column("taker_fills", sa.BigInteger, nullable=False),
     sa.Column("max_fill_delay_ns", sa.BigInteger, nullable=True),
+    # The day's highest firm-wide exposure sample (as its highest bucket, kept here so the
+    # report reads one row rather than every bucket).
+    sa.Column("firm_peak_exposure", ExactDecimal, nullable=True),
+    sa.Column("firm_peak_ns", sa.BigInteger, nullable=True),
+    sa.Column("firm_peak_position", sa.BigInteger, nullable=True),
 )
 
 control_day_accounts = sa.Table(
@@ -322,6 +327,11 @@ control_day_accounts = sa.Table(
     sa.Column("buy_filled", ExactDecimal, nullable=False),
     sa.Column("sell_filled", ExactDecimal, nullable=False),
     sa.Column("fills", sa.BigInteger, nullable=False),
+    # The day's highest exposure sample and the credit limit its decision recorded.
+    sa.Column("peak_exposure", ExactDecimal, nullable=True),
+    sa.Column("peak_limit", ExactDecimal, nullable=True),
+    sa.Column("peak_ns", sa.BigInteger, nullable=True),
+    sa.Column("peak_position", sa.BigInteger, nullable=True),
 )
 
 # Intraday limit use: the highest exposure sampled (at each acceptance and replace request)

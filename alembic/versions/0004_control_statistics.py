@@ -42,6 +42,9 @@ def upgrade() -> None:
         sa.Column("exposure_mode", NAME, nullable=True),
         *_counts("accepted", "rejected", "fills", "fill_quantity", "fill_gaps", "taker_fills"),
         sa.Column("max_fill_delay_ns", BIG, nullable=True),
+        sa.Column("firm_peak_exposure", _money(), nullable=True),
+        sa.Column("firm_peak_ns", BIG, nullable=True),
+        sa.Column("firm_peak_position", BIG, nullable=True),
     )
     op.create_table(
         "control_day_accounts",
@@ -52,6 +55,10 @@ def upgrade() -> None:
         *[sa.Column(n, _money(), nullable=False)
           for n in ("buy_entered", "sell_entered", "buy_filled", "sell_filled")],
         *_counts("fills"),
+        sa.Column("peak_exposure", _money(), nullable=True),
+        sa.Column("peak_limit", _money(), nullable=True),
+        sa.Column("peak_ns", BIG, nullable=True),
+        sa.Column("peak_position", BIG, nullable=True),
     )
     op.create_table(
         "control_exposure_buckets",

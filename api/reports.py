@@ -44,6 +44,7 @@ FromQuery = Annotated[date | None, Query(alias="from", description="First tradin
                                                                   "range, YYYY-MM-DD.")]
 ToQuery = Annotated[date | None, Query(description="Last trading date of a range, YYYY-MM-DD.")]
 MAX_RANGE_DAYS = 366
+DEFAULT_CALIBRATION_DAYS = 20  # about a month of trading days
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No trading day of that date in the log."}}
 
@@ -58,25 +59,35 @@ def firm_limit(system: System) -> Decimal:
     return system.config.firm.credit_limit
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, message)
+def _unprocessable(parameter: str, message: str) -> HTTPException:
+    # The shape of every 422 of the API (ValidationErrorOut): the parameter, and why.
+    return HTTPException(422, [
+        {"type": "value_error", "loc": ["query", parameter], "msg": message}])
 
 
 def build(conn: sa.Connection, system: System, day: date | None, first: date | None,
           last: date | None) -> dict[str, Any]:
-    """The report for ``day``, or for the range ``first``..``last``; 404 / 422 named."""
+    """The report for ``day``; or for ``first``..``last`` (either end open: the first or the
+    last trading day); with neither, the latest trading day. 404 / 422 named."""
     try:
         if day is not None:
             if first is not None or last is not None:
-                raise _unprocessable("give either date or from/to, not both")
+                raise _unprocessable("date", "give either date or from/to, not both")
             return r.daily_report(conn, day.isoformat(), firm_limit(system))
-        if first is None or last is None:
-            raise _unprocessable("date (or both from and to) is required")
-        if first > last:
-            raise _unprocessable(f"from ({first}) is after to ({last})")
-        if (last - first).days >= MAX_RANGE_DAYS:
-            raise _unprocessable(f"from/to span more than {MAX_RANGE_DAYS} days")
-        return r.range_report(conn, first.isoformat(), last.isoformat(), firm_limit(system))
+        if first is None and last is None:
+            latest = r.trading_dates(conn, days=1)
+            if not latest:
+                raise r.NoTradingDay("no trading day in the log yet")
+            return r.daily_report(conn, latest[0], firm_limit(system))
+        if first is not None and last is not None and first > last:
+            raise _unprocessable("from", f"from ({first}) is after to ({last})")
+        dates = r.trading_dates(conn, None if first is None else first.isoformat(),
+                                None if last is None else last.isoformat())
+        start = first.isoformat() if first is not None else (dates[0] if dates else None)
+        end = last.isoformat() if last is not None else (dates[-1] if dates else None)
+        if start is None or end is None:
+            raise r.NoTradingDay("no trading day in that range")
+        return r.range_report(conn, start, end, firm_limit(system))
     except r.NoTradingDay as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
@@ -90,13 +101,17 @@ def report_15c3_5(system: SystemDep, probes: ProbesDep, response: Response,
                   caller: ReportReader, date: DateQuery = None, first: FromQuery = None,
                   to: ToQuery = None) -> Any:
     """The daily SEC Rule 15c3-5 report (all nine items of the compliance checklist), for
-    a trading day or a range; ``sha256`` is over its canonical JSON."""
+    a trading day (``date``; none: the latest) or a range (``from``/``to``, either end open);
+    ``sha256`` is over its canonical JSON. 422: ``date`` together with ``from``/``to``, or
+    ``from`` after ``to``."""
     with read_models(system, probes, response) as conn:
         return _json(build(conn, system, date, first, to))
 
 
-@router.get("/reports/15c3-5.html", response_class=HTMLResponse,
-            responses=_errors(422, 503))
+@router.get("/reports/15c3-5.html", responses={
+    **_errors(422, 503),
+    200: {"description": "The report as an HTML document.",
+          "content": {"text/html": {"schema": {"type": "string"}}}}})
 def report_15c3_5_html(system: SystemDep, probes: ProbesDep, response: Response,
                        caller: ReportReader, date: DateQuery = None, first: FromQuery = None,
                        to: ToQuery = None) -> Any:
@@ -110,11 +125,15 @@ def calibration(system: SystemDep, probes: ProbesDep, response: Response, caller
                 days: Annotated[int | None, Query(ge=1, le=MAX_RANGE_DAYS, description=(
                     "The last N trading days."))] = None,
                 first: FromQuery = None, to: ToQuery = None) -> Any:
-    """Peak use against the limit per account over N trading days (or from/to)."""
-    if days is None and (first is None or to is None):
-        raise _unprocessable("days (or both from and to) is required")
+    """Peak use against the limit per account over the last N trading days (default
+    ``DEFAULT_CALIBRATION_DAYS``) or from/to. 422: ``days`` together with ``from``/``to``,
+    or ``from`` after ``to``."""
+    if days is not None and (first is not None or to is not None):
+        raise _unprocessable("days", "give either days or from/to, not both")
+    if days is None and first is None and to is None:
+        days = DEFAULT_CALIBRATION_DAYS
     if first is not None and to is not None and first > to:
-        raise _unprocessable(f"from ({first}) is after to ({to})")
+        raise _unprocessable("from", f"from ({first}) is after to ({to})")
     with read_models(system, probes, response) as conn:
         dates = r.trading_dates(conn, None if first is None else first.isoformat(),
                                 None if to is None else to.isoformat(), days)

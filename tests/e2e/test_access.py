@@ -103,6 +103,12 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/accounts/{account_id}/suspend"): RISK_OR_ADMIN,
     ("POST", "/accounts/{account_id}/reinstate"): RISK_OR_ADMIN,
     ("GET", "/access/denials"): NOT_TRADER,
+    # the daily 15c3-5 report (issue 8): read by all but traders, certified by compliance
+    ("GET", "/reports/15c3-5"): NOT_TRADER,
+    ("GET", "/reports/15c3-5.html"): NOT_TRADER,
+    ("GET", "/reports/calibration"): NOT_TRADER,
+    ("GET", "/reports/15c3-5/certifications"): NOT_TRADER,
+    ("POST", "/reports/15c3-5/certifications"): frozenset({"compliance"}),
 }
 
 
@@ -172,6 +178,9 @@ def request_for(client: TestClient, method: str, route: str) -> tuple[str, Any]:
                                                      "reason": "access matrix"},
         ("POST", "/users/{username}/entitlements/revoke"): {"account_id": "ACC-ALPHA",
                                                             "reason": "access matrix"},
+        ("POST", "/reports/15c3-5/certifications"): {"report_sha256": "0" * 64,
+                                                    "date": "1999-01-04",
+                                                    "reason": "access matrix"},
     }
     if route == "/limits/{scope}/requests":
         values["scope"] = "account:ACC-ALPHA"  # the trader's own account: theirs to ask

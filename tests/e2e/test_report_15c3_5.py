@@ -312,8 +312,11 @@ def test_hostile_requests_are_refused_with_their_reason(client: TestClient) -> N
     r = client.get("/reports/15c3-5", params={"date": "2026-02-30"},
                    headers=user_headers(client, "cleo"))
     assert r.status_code == 422 and "date" in r.text
-    r = client.get("/reports/15c3-5", headers=user_headers(client, "cleo"))
-    assert r.status_code == 422 and "date" in r.text
+    r = client.get("/reports/15c3-5", params={"date": today, "to": today},
+                   headers=user_headers(client, "cleo"))
+    assert r.status_code == 422 and "either date or from/to" in r.text
+    # Without a date: the latest trading day.
+    assert get(client, "/reports/15c3-5")["trading_date"] == today
     r = client.get("/reports/15c3-5", params={"from": "2026-03-02", "to": "2026-03-01"},
                    headers=user_headers(client, "cleo"))
     assert r.status_code == 422 and "after" in r.text
@@ -323,6 +326,9 @@ def test_hostile_requests_are_refused_with_their_reason(client: TestClient) -> N
     r = client.get("/reports/calibration", params={"days": 0},
                    headers=user_headers(client, "cleo"))
     assert r.status_code == 422 and "days" in r.text
+    r = client.get("/reports/calibration", params={"from": "2026-03-02", "to": "2026-03-01"},
+                   headers=user_headers(client, "cleo"))
+    assert r.status_code == 422 and '"from"' in r.text
     # A trading day with no orders: zeros where there is nothing, and it says so.
     quiet = get(client, "/reports/15c3-5", date=today)
     assert quiet["orders"] == {"accepted": 0, "rejected": 0}

@@ -24,7 +24,7 @@ KAFKA_ENV := .state/kafka.env
 # ...) into a recipe line.
 LOAD_ENV = set -a; . ./$(PG_ENV); . ./$(KAFKA_ENV); set +a;
 
-.PHONY: venv demo serve services services-postgres services-kafka test bench lint clean
+.PHONY: venv demo serve services services-postgres services-kafka services-tools test bench lint clean
 
 venv: $(STAMP)
 
@@ -38,7 +38,11 @@ demo: venv
 	$(VENV)/bin/marketlog demo
 
 # --- services --------------------------------------------------------------------------------
-services: services-postgres services-kafka
+services: services-postgres services-kafka services-tools
+
+# pdftotext (poppler-utils) for the report PDF tests, Chromium and its driver for the browser test.
+services-tools:
+	bash infrastructure/tools.sh
 
 services-postgres:
 	bash infrastructure/postgres.sh

@@ -8,7 +8,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api import cat, compliance_page, errors, governance, orders, records, trading_day, views
+from api import (
+    cat,
+    compliance_page,
+    errors,
+    governance,
+    orders,
+    records,
+    reports,
+    trading_day,
+    views,
+)
 from api.access import DenialCounter
 from api.limits import BodyLimit
 from api.probes import Probes
@@ -62,6 +72,7 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
     app.include_router(governance.router)
     app.include_router(records.router)
     app.include_router(cat.router)
+    app.include_router(reports.router)
     app.include_router(compliance_page.router)
     app.state.denials = DenialCounter()
     return app

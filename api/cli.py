@@ -636,3 +636,8 @@ else:
     from api import cli_records
 
     cli_records.register(app)
+
+    # The daily 15c3-5 report and the limit calibration (issue 8).
+    from api import cli_report
+
+    app.add_typer(cli_report.report_app, name="report")

@@ -117,7 +117,8 @@ def replay(
         "--until", help="Only events stamped at or before this time (ISO 8601, UTC unless "
         "an offset is given): the read models as of then.")] = None,
     projection: Annotated[list[str] | None, typer.Option(
-        "--projection", help="Only this read model (repeatable): orders, positions, audit.")
+        "--projection", help="Only this read model (repeatable): orders, positions, audit, "
+        "control_stats.")
     ] = None,
 ) -> None:
     """Rebuild read models from the start of the log into a fresh database, with progress.
@@ -201,14 +202,15 @@ def replay(
     _print_digests(found, {v.name for v in views})
 
 
-TABLE_OF_VIEW = {"orders": "orders_view", "positions": "positions_view", "audit": "audit_trail"}
+TABLE_OF_VIEW = {"orders": "orders_view", "positions": "positions_view", "audit": "audit_trail",
+                 "control_stats": "control_stats"}  # the digest of all its tables
 
 
 def _print_digests(found: dict[str, str], views: set[str] | None = None) -> None:
     console = _console()
     for view, table in TABLE_OF_VIEW.items():
         if views is None or view in views:
-            console.print(f"{view:<10} {found[table]}")
+            console.print(f"{view:<13} {found[table]}")
 
 
 def digest(

@@ -235,6 +235,11 @@ def _deny(ctx: Context, book: BookOfRecord, c: m.RecordDenial) -> Any:
                          c.reason)
 
 
+def _certify(ctx: Context, book: BookOfRecord, c: m.CertifyReport) -> Any:
+    return book.gov.certify(c.certification_id or ctx.new_id(), c.actor, c.source, ctx.stamp(),
+                            c.report, c.trading_date, c.report_sha256, c.reason)
+
+
 Handler = Callable[[Context, BookOfRecord, Any, list[Any], list[Release]], Decision]
 
 GOVERNANCE_HANDLERS: dict[type[Command], Handler] = {
@@ -272,6 +277,7 @@ GOVERNANCE_HANDLERS: dict[type[Command], Handler] = {
     m.ReinstateAccount: _governed(lambda x, b, c: b.gov.suspend(
         c.account_id, False, c.actor, c.source, x.stamp(), c.reason)),
     m.RecordDenial: _governed(_deny),
+    m.CertifyReport: _governed(_certify),
 }
 HANDLERS: dict[type[Command], Handler] = {
     SubmitOrder: submit_order,

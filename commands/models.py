@@ -288,6 +288,15 @@ class ReinstateAccount(Governed):
     account_id: Identifier
 
 
+class CertifyReport(Governed):
+    """Compliance certifies a report it reviewed, naming it by its SHA-256."""
+
+    certification_id: UUID | None = None  # the engine assigns one
+    report: Annotated[str, Field(pattern=r"^15c3-5$")] = "15c3-5"
+    trading_date: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    report_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class RecordDenial(Acting):
     action: Annotated[str, Field(max_length=200)]
     account_id: str | None = None
@@ -298,7 +307,7 @@ GOVERNANCE_COMMANDS = (
     HaltSymbol, ResumeSymbol, TriggerShortSaleRestriction, RequestLocate, GrantLocate,
     TripKillSwitch, ResetKillSwitch, RequestLimitChange, ApproveLimitChange, RejectLimitChange,
     CreateUser, DisableUser, Entitle, RevokeEntitlement, IssueApiKey, RevokeApiKey,
-    SuspendAccount, ReinstateAccount, RecordDenial,
+    SuspendAccount, ReinstateAccount, RecordDenial, CertifyReport,
 )
 
 Command = (SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTradingDay
@@ -306,6 +315,6 @@ Command = (SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTrad
            | RequestLocate | GrantLocate | TripKillSwitch | ResetKillSwitch | RequestLimitChange
            | ApproveLimitChange | RejectLimitChange | CreateUser | DisableUser | Entitle
            | RevokeEntitlement | IssueApiKey | RevokeApiKey | SuspendAccount | ReinstateAccount
-           | RecordDenial)
+           | RecordDenial | CertifyReport)
 # Commands that need the venue and the book in step (no batch in flight) to be decided.
 BARRIERS = (OpenTradingDay, CloseTradingDay, TakeSnapshot, Sweep)

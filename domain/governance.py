@@ -33,6 +33,7 @@ from domain.governance_events import (
     LocateExpired,
     LocateGranted,
     LocateRequested,
+    ReportCertified,
     ShortSaleRestrictionTriggered,
     TradingHalted,
     TradingResumed,
@@ -694,6 +695,17 @@ class Governance:
         self.apply(event)
         return event
 
+    def certify(self, certification_id: UUID, actor: str, source: str, now_ns: int,
+                report: str, trading_date: str, report_sha256: str, reason: str
+                ) -> ReportCertified:
+        # 15c3-5(e) review: compliance certifies; whether the hash is the report's current
+        # one is checked where the report is read (the API), the domain keeps who may.
+        self._require(actor, Role.COMPLIANCE)
+        event = ReportCertified(certification_id, 1, now_ns, actor, source, report,
+                                trading_date, report_sha256, reason)
+        self.apply(event)
+        return event
+
     def deny(self, denial_id: UUID, actor: str, source: str, now_ns: int, action: str,
              account_id: str | None, reason: str) -> AccessDenied:
         event = AccessDenied(denial_id, 1, now_ns, actor, source, action, account_id, reason)
@@ -826,6 +838,7 @@ class Governance:
         AccountSuspended: _on_suspended,
         AccountReinstated: _on_reinstated,
         AccessDenied: _on_denied,
+        ReportCertified: lambda _self, _e: None,  # a record only: no state changes
     }
 
 

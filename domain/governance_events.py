@@ -321,6 +321,25 @@ class AccessDenied(NamedTuple):
     reason: str
 
 
+# ---------------------------------------------------------------------------- reviews
+
+
+class ReportCertified(NamedTuple):
+    """A compliance reviewer certified a report (15c3-5(e): the periodic review is
+    documented): the record names the report by its SHA-256, so the reviewed document can
+    be shown to be the one certified."""
+
+    certification_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    report: str  # e.g. "15c3-5"
+    trading_date: str  # the day the report covers (ISO date)
+    report_sha256: str
+    reason: str
+
+
 GOVERNANCE_EVENTS: tuple[type[Any], ...] = (
     TradingHalted, TradingResumed, ShortSaleRestrictionTriggered,
     LocateRequested, LocateGranted, LocateConsumed, LocateExpired,
@@ -328,4 +347,5 @@ GOVERNANCE_EVENTS: tuple[type[Any], ...] = (
     LimitChangeRequested, LimitChangeApproved, LimitChangeRejected, LimitChangeReverted,
     UserCreated, UserDisabled, EntitlementGranted, EntitlementRevoked,
     ApiKeyIssued, ApiKeyRevoked, AccountSuspended, AccountReinstated, AccessDenied,
+    ReportCertified,
 )

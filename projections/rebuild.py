@@ -17,12 +17,23 @@ from projections.schema import migrate
 from projections.tables import (
     ExactDecimal,
     audit_trail,
+    control_coverage,
+    control_day_accounts,
+    control_days,
+    control_exposure_buckets,
+    control_governance,
+    control_open_orders,
+    control_rejections,
     orders_view,
     positions_view,
     projection_positions,
 )
 
-DIGESTED = (orders_view, positions_view, audit_trail)
+# The 15c3-5 control statistics view keeps several tables; its digest covers them all.
+CONTROL_STATS = (control_days, control_day_accounts, control_exposure_buckets,
+                 control_rejections, control_coverage, control_open_orders, control_governance)
+SINGLE_TABLE_VIEWS = (orders_view, positions_view, audit_trail)
+DIGESTED = (*SINGLE_TABLE_VIEWS, *CONTROL_STATS)
 
 
 def _canonical(value: Any) -> Any:
@@ -39,12 +50,17 @@ def digest(conn: sa.Connection) -> str:
 
 
 def digests(conn: sa.Connection) -> dict[str, str]:
-    """Each view's own digest (same rules as ``digest``), by table name."""
+    """Each view's own digest (same rules as ``digest``), by table name; the control
+    statistics' tables together as ``control_stats``."""
     out = {}
-    for table in DIGESTED:
+    for table in SINGLE_TABLE_VIEWS:
         hasher = hashlib.sha256()
         _feed(hasher, conn, table)
         out[table.name] = hasher.hexdigest()
+    hasher = hashlib.sha256()
+    for table in CONTROL_STATS:
+        _feed(hasher, conn, table)
+    out["control_stats"] = hasher.hexdigest()
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from projections.audit import AuditView
+from projections.controls_stats import ControlStatsView
 from projections.orders import OrdersView
 from projections.positions import PositionsView
 from projections.recorded import Recorded, decode_notification
@@ -56,7 +57,7 @@ class Projector(Protocol):
 
 def all_views() -> tuple[View, ...]:
     """Every read model, in the order they are applied (one transaction for all)."""
-    return (OrdersView(), PositionsView(), AuditView())
+    return (OrdersView(), PositionsView(), AuditView(), ControlStatsView())
 
 
 def select_views(names: Sequence[str] | None) -> tuple[View, ...]:

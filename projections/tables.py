@@ -272,3 +272,129 @@ def fetch_by_keys(
                     values[i] = Decimal(values[i])
             out.append(dict(zip(names, values, strict=True)))
     return out
+
+
+# ------------------------------------------------------------------ 15c3-5 control statistics
+#
+# Maintained by projections/controls_stats.py; read by projections/report_15c3_5.py. Every
+# figure of the daily report comes from these rows (never a scan of the journal at report
+# time). Each row is a sum, a count or a maximum with a deterministic tie-break, so the
+# store-fed runner (log order) and the Kafka projector (order only within an account's
+# partition) reach the same rows.
+
+DATE = sa.String(10)  # ISO trading date; "" for a rejection outside any trading day
+
+control_days = sa.Table(
+    "control_days",
+    metadata,
+    sa.Column("trading_date", DATE, primary_key=True),
+    sa.Column("opened_ns", sa.BigInteger, nullable=True),
+    sa.Column("opened_position", sa.BigInteger, nullable=True),
+    sa.Column("closed_ns", sa.BigInteger, nullable=True),
+    sa.Column("closed_position", sa.BigInteger, nullable=True),
+    sa.Column("exposure_mode", NAME, nullable=True),
+    sa.Column("accepted", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    # Post-trade completeness: fills delivered, fills whose cumulative quantity does not
+    # follow the order's previous one (a missing execution report), and the longest time
+    # from the decision that sent an order to the venue to its taker fill's record.
+    sa.Column("fills", sa.BigInteger, nullable=False),
+    sa.Column("fill_quantity", sa.BigInteger, nullable=False),
+    sa.Column("fill_gaps", sa.BigInteger, nullable=False),
+    sa.Column("taker_fills", sa.BigInteger, nullable=False),
+    sa.Column("max_fill_delay_ns", sa.BigInteger, nullable=True),
+    # The day's highest firm-wide exposure sample (as its highest bucket, kept here so the
+    # report reads one row rather than every bucket).
+    sa.Column("firm_peak_exposure", ExactDecimal, nullable=True),
+    sa.Column("firm_peak_ns", sa.BigInteger, nullable=True),
+    sa.Column("firm_peak_position", sa.BigInteger, nullable=True),
+)
+
+control_day_accounts = sa.Table(
+    "control_day_accounts",
+    metadata,
+    sa.Column("trading_date", DATE, primary_key=True),
+    sa.Column("account_id", NAME, primary_key=True),
+    sa.Column("accepted", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    # Acceptances that left the account's exposure above the credit limit they recorded.
+    sa.Column("breaches", sa.BigInteger, nullable=False),
+    sa.Column("credit_limit", ExactDecimal, nullable=True),  # the last one a decision recorded
+    # 15c3-5(c)(1)(i): notional entered by side (open leaves at their exposure price plus
+    # fills), as domain.accounts.Exposure keeps it: the end-of-day exposure in either mode.
+    sa.Column("buy_entered", ExactDecimal, nullable=False),
+    sa.Column("sell_entered", ExactDecimal, nullable=False),
+    sa.Column("buy_filled", ExactDecimal, nullable=False),
+    sa.Column("sell_filled", ExactDecimal, nullable=False),
+    sa.Column("fills", sa.BigInteger, nullable=False),
+    # The day's highest exposure sample and the credit limit its decision recorded.
+    sa.Column("peak_exposure", ExactDecimal, nullable=True),
+    sa.Column("peak_limit", ExactDecimal, nullable=True),
+    sa.Column("peak_ns", sa.BigInteger, nullable=True),
+    sa.Column("peak_position", sa.BigInteger, nullable=True),
+)
+
+# Intraday limit use: the highest exposure sampled (at each acceptance and replace request)
+# per five-minute bucket, per account and firm-wide (scope "firm"), with the limit the
+# sampled decision recorded. The peak of the day is the highest bucket.
+control_exposure_buckets = sa.Table(
+    "control_exposure_buckets",
+    metadata,
+    sa.Column("trading_date", DATE, primary_key=True),
+    sa.Column("scope", NAME, primary_key=True),  # "firm" or "account:<id>"
+    sa.Column("bucket_ns", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("exposure", ExactDecimal, nullable=False),
+    sa.Column("credit_limit", ExactDecimal, nullable=True),  # None: firm (not in the event)
+    sa.Column("at_ns", sa.BigInteger, nullable=False),
+    sa.Column("at_position", sa.BigInteger, nullable=False),  # ties: the earliest sample
+)
+
+control_rejections = sa.Table(
+    "control_rejections",
+    metadata,
+    sa.Column("trading_date", DATE, primary_key=True),
+    sa.Column("control", NAME, primary_key=True),
+    sa.Column("account_id", NAME, primary_key=True),
+    sa.Column("orders", sa.BigInteger, nullable=False),
+)
+
+# Coverage (15c3-5: every order through every applicable control): per control, the orders
+# it applied to (an accepted order: every new-order control; one rejected by control k: the
+# controls before k in table order and k) and the orders whose decision records it ran.
+control_coverage = sa.Table(
+    "control_coverage",
+    metadata,
+    sa.Column("trading_date", DATE, primary_key=True),
+    sa.Column("control", NAME, primary_key=True),
+    sa.Column("applicable", sa.BigInteger, nullable=False),
+    sa.Column("checked", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+)
+
+# What the exposure of an order still open needs (OrderFilled and OrderCanceled do not carry
+# the price the order is valued at); a row leaves when its order finishes.
+control_open_orders = sa.Table(
+    "control_open_orders",
+    metadata,
+    sa.Column("order_id", ID, primary_key=True),
+    sa.Column("trading_date", DATE, nullable=False),
+    sa.Column("account_id", NAME, nullable=False),
+    sa.Column("side", NAME, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("filled_quantity", sa.BigInteger, nullable=False),
+    sa.Column("exposure_price", ExactDecimal, nullable=False),
+    sa.Column("reserved", ExactDecimal, nullable=False),  # a pending replace's increase
+    sa.Column("released_ns", sa.BigInteger, nullable=False),  # sent to the venue (or replaced)
+)
+
+# Governance facts the report lists (limit changes, kill switches, entitlements, users,
+# suspensions, certifications), one row per event, selected by time at report time.
+control_governance = sa.Table(
+    "control_governance",
+    metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_type", NAME, nullable=False),
+    sa.Column("ts_ns", sa.BigInteger, nullable=False, index=True),
+    sa.Column("actor", NAME, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # the stored body, as recorded
+)

@@ -350,6 +350,8 @@ def governance_samples() -> list[Any]:
         gev.AccountReinstated(g, 2, *at, ACCOUNT, "paid"),
         gev.AccessDenied(g, 1, *at, "POST /orders", ACCOUNT, "role auditor may not trade"),
         gev.AccessDenied(g, 1, T0, "unauthenticated", "api", "GET /orders", None, "no token"),
+        gev.ReportCertified(g, 1, T0 + 5, "compliance-1", "api", "15c3-5", "2023-11-14",
+                            "ab" * 32, "reviewed"),
     ]
 
 

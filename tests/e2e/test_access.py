@@ -112,6 +112,12 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/exports/audit.jsonl"): NOT_TRADER,
     ("GET", "/exports/audit.csv"): NOT_TRADER,
     ("GET", "/exports/manifest"): NOT_TRADER,
+    # the daily 15c3-5 report (issue 8): read by all but traders, certified by compliance
+    ("GET", "/reports/15c3-5"): NOT_TRADER,
+    ("GET", "/reports/15c3-5.html"): NOT_TRADER,
+    ("GET", "/reports/calibration"): NOT_TRADER,
+    ("GET", "/reports/15c3-5/certifications"): NOT_TRADER,
+    ("POST", "/reports/15c3-5/certifications"): frozenset({"compliance"}),
 }
 
 
@@ -181,6 +187,9 @@ def request_for(client: TestClient, method: str, route: str) -> tuple[str, Any]:
                                                      "reason": "access matrix"},
         ("POST", "/users/{username}/entitlements/revoke"): {"account_id": "ACC-ALPHA",
                                                             "reason": "access matrix"},
+        ("POST", "/reports/15c3-5/certifications"): {"report_sha256": "0" * 64,
+                                                    "date": "1999-01-04",
+                                                    "reason": "access matrix"},
     }
     if route == "/limits/{scope}/requests":
         values["scope"] = "account:ACC-ALPHA"  # the trader's own account: theirs to ask

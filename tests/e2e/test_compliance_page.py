@@ -193,17 +193,29 @@ def _check_report(browser: Any, api: httpx.Client, date: str) -> None:
     """The report frame: its charts render, its figures are the JSON report's."""
     from selenium.webdriver.common.by import By
 
-    report = api.get("/reports/15c3-5", params={"date": date})
-    assert report.status_code == 200, report.text
     frame = browser.find_element(By.ID, "report-frame")
     browser.switch_to.frame(frame)
     try:
         charts = browser.find_elements(By.CSS_SELECTOR, "svg")
-        assert len(charts) >= 2
+        assert len(charts) >= 2  # limit use over the day, rejections by control
         for chart in charts:
-            assert chart.size["width"] > 50 and chart.size["height"] > 50
+            assert chart.size["width"] > 100 and chart.size["height"] >= 20  # drawn, not empty
+            assert chart.find_elements(By.CSS_SELECTOR, "rect, polyline, path, line")
+        rows = browser.find_elements(By.CSS_SELECTOR, "section#rejections table tr")[1:]
+        shown = {r.find_elements(By.TAG_NAME, "td")[0].text:
+                 int(r.find_elements(By.TAG_NAME, "td")[1].text) for r in rows}
+        seal = browser.find_element(By.CSS_SELECTOR, "p.seal").text
         text = browser.find_element(By.TAG_NAME, "body").text
-        body = report.json()
-        assert body["sha256"] in text if "sha256" in body else True
     finally:
         browser.switch_to.default_content()
+    report = api.get("/reports/15c3-5", params={"date": date})
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert shown == {r["control"]: r["total"] for r in body["rejections"]["by_control"]}
+    assert shown.get("price_collar") == 1
+    assert (f"Orders: {body['orders']['accepted']} accepted, "
+            f"{body['orders']['rejected']} rejected") in text
+    # The same document: its seal quotes the JSON's chain head and SHA-256 (nothing was
+    # recorded between the two reads).
+    assert f"position {body['chain_head']['position']}" in seal
+    assert body["sha256"] in seal

@@ -86,6 +86,7 @@ ACTING: dict[tuple[str, str], str] = {
     ("POST", "/keys/{key_id}/revoke"): "admin",
     ("POST", "/accounts/{account_id}/suspend"): "rose",
     ("POST", "/accounts/{account_id}/reinstate"): "rose",
+    ("POST", "/reports/15c3-5/certifications"): "cleo",  # compliance certifies
 }
 READER = "abe"
 PUBLIC = {("GET", "/health")}
@@ -129,6 +130,21 @@ def tokens(app: FastAPI) -> dict[str, str]:
     return {user: issue_token(system, user) for user in {READER, *ACTING.values()}}
 
 
+# Rules between query parameters that a schema cannot state (each route's description says
+# them): a request breaking one is refused with a 422 naming the parameter, so it is not the
+# "positive data" schemathesis takes it for.
+REPORT_ROUTES = {"/reports/15c3-5", "/reports/15c3-5.html", "/reports/calibration"}
+
+
+def breaks_a_rule_between_parameters(case: Any) -> bool:
+    query = case.query or {}
+    if case.operation.path not in REPORT_ROUTES:
+        return False
+    ranged = "from" in query or "to" in query
+    return (("date" in query and ranged) or ("days" in query and ranged)
+            or ("from" in query and "to" in query and str(query["from"]) > str(query["to"])))
+
+
 @schema.parametrize()
 def test_the_server_keeps_its_openapi_contract(case: Any, app: FastAPI,
                                                tokens: dict[str, str]) -> None:
@@ -136,7 +152,8 @@ def test_the_server_keeps_its_openapi_contract(case: Any, app: FastAPI,
     # schemathesis also sends methods the path does not have (TRACE, ...), expecting 405
     headers = {} if user is None else bearer(tokens[user])
     checks = CHECKS
-    if _from_after_to(case):  # a rule across two parameters, which no schema can state
+    if _from_after_to(case) or breaks_a_rule_between_parameters(case):
+        # a rule across two parameters, which no schema can state: a 422 for valid values
         checks = [c for c in CHECKS if c is not positive_data_acceptance]
     case.call_and_validate(app=app, checks=checks, headers=headers)
 

@@ -648,7 +648,8 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def printed_digests(output: str) -> dict[str, str]:
-    names = {"orders": "orders_view", "positions": "positions_view", "audit": "audit_trail"}
+    names = {"orders": "orders_view", "positions": "positions_view", "audit": "audit_trail",
+             "control_stats": "control_stats"}
     out = {}
     for line in output.splitlines():
         parts = line.split()

@@ -339,7 +339,7 @@ def test_catching_up_twice_changes_nothing(engine: sa.Engine, tmp_path: Path) ->
     assert current_digest(engine) == once == reference_digest(source, tmp_path)
     with engine.connect() as conn:
         assert queries.projection_positions(conn) == dict.fromkeys(
-            ("orders", "positions", "audit"), len(source.entries)
+            ("orders", "positions", "audit", "control_stats"), len(source.entries)
         )
 
 

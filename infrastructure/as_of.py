@@ -142,6 +142,15 @@ class PrefixJournal:
         self.stop = stop
         self.batch = batch
 
+    def select(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """The store's ``select`` ending at the cut: a ``ProjectionRunner`` source
+        (``marketlog replay --until`` stops there instead of reading the rest)."""
+        if after >= self.stop:
+            return []
+        rows: list[tuple[int, str, bytes]] = self.store.select(after,
+                                                               min(limit, self.stop - after))
+        return rows
+
     def read(self, after: int = 0) -> Iterator[tuple[int, Any]]:
         decode = codec.decode
         while after < self.stop:

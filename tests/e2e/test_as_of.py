@@ -378,7 +378,10 @@ def cli_env(settings: Settings) -> dict[str, str | None]:
             "MARKETLOG_DATABASE_URL": settings.database_url,
             "MARKETLOG_READ_DATABASE_URL": None, "MARKETLOG_DATABASE_OWNER_URL": None,
             "MARKETLOG_READER_DATABASE_URL": settings.reader_database_url,
-            "MARKETLOG_KAFKA_BOOTSTRAP": None, "COLUMNS": "200", "NO_COLOR": "1"}
+            "MARKETLOG_KAFKA_BOOTSTRAP": None, "COLUMNS": "200", "NO_COLOR": "1",
+            # Small batches: whole batches lie after the moment (a replay that only filtered
+            # by time never finished then).
+            "MARKETLOG_PROJECTION_BATCH": "5"}
 
 
 def test_replay_until_into_a_fresh_database_holds_the_positions_of_the_journal_prefix(
@@ -393,6 +396,9 @@ def test_replay_until_into_a_fresh_database_holds_the_positions_of_the_journal_p
                                env=cli_env(backend))
         assert result.exit_code == 0, result.output
         assert "replaying" in result.output and f"as of {iso(when)}" in result.output
+        cut = max(p for p, e in events if e.ts_ns <= when)
+        assert f"replayed {cut:,} events" in result.output, result.output
+        assert len(events) - cut > 5  # more than a batch of the log lies after the moment
         engine = sa.create_engine(into)
         try:
             with engine.connect() as conn:
@@ -407,6 +413,17 @@ def test_replay_until_into_a_fresh_database_holds_the_positions_of_the_journal_p
         assert open_orders == expected_open_orders(events, when), name
         # The API's as-of answer and the replayed database agree.
         assert get_as_of(client, "/positions", iso(when))[0] == replayed
+    # Before the first event: a replay of nothing, into empty read models.
+    empty = f"sqlite:///{tmp_path / 'replay-empty.sqlite'}"
+    result = runner.invoke(cli_app, ["replay", "--into", empty, "--until", "1971-01-01"],
+                           env=cli_env(backend))
+    assert result.exit_code == 0 and "replayed 0 events" in result.output, result.output
+    engine = sa.create_engine(empty)
+    try:
+        with engine.connect() as conn:
+            assert queries.list_positions(conn) == [] == queries.list_orders(conn)
+    finally:
+        engine.dispose()
     # A replay into a database that already holds read models is refused.
     again = runner.invoke(cli_app, ["replay", "--into", into], env=cli_env(backend))
     assert again.exit_code == 2, again.output

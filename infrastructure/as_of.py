@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 FILL_TOPIC = codec.TOPIC_PREFIX + "OrderFilled"
 READ_BATCH = 10_000
+REPLAYS_AT_ONCE = 2  # per store: as-of replays running together (others wait their turn)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _EPOCH_NS = re.compile(r"[0-9]{1,25}")
@@ -305,11 +306,13 @@ class AsOf:
     """The state after one log position; the book and the positions are built when first
     asked for (a ``/positions`` dashboard never pays for the book)."""
 
-    def __init__(self, store: Any, config: FirmConfig, cut: Cut) -> None:
+    def __init__(self, store: Any, config: FirmConfig, cut: Cut,
+                 replays: threading.Semaphore | None = None) -> None:
         self.store = store
         self.config = config
         self.cut = cut
         self._lock = threading.Lock()
+        self._replays = replays or threading.Semaphore(REPLAYS_AT_ONCE)
         self._book: AsOfBook | None = None
         self._positions: dict[tuple[str, str], dict[str, Any]] | None = None
 
@@ -320,13 +323,15 @@ class AsOf:
     def book(self) -> AsOfBook:
         with self._lock:  # concurrent readers of one moment share a single replay
             if self._book is None:
-                self._book = book_at(self.store, self.config, self.cut.position)
+                with self._replays:
+                    self._book = book_at(self.store, self.config, self.cut.position)
             return self._book
 
     def positions(self) -> dict[tuple[str, str], dict[str, Any]]:
         with self._lock:
             if self._positions is None:
-                self._positions = positions_at(self.store, self.cut.position)
+                with self._replays:
+                    self._positions = positions_at(self.store, self.cut.position)
             return self._positions
 
     def headers(self, as_of_ns: int) -> dict[str, str]:
@@ -345,6 +350,9 @@ class AsOfCache:
         self.size = size
         self._lock = threading.Lock()
         self._entries: OrderedDict[int, AsOf] = OrderedDict()
+        # Replays are CPU-bound (the GIL): callers asking for many different moments at once
+        # queue here instead of filling the API's thread pool (ARCHITECTURE rule 9).
+        self._replays = threading.Semaphore(REPLAYS_AT_ONCE)
         self.replays = 0  # moments built (not served from the cache): tests and /metrics
 
     def get(self, store: Any, config: FirmConfig, as_of_ns: int) -> AsOf:
@@ -352,7 +360,8 @@ class AsOfCache:
         with self._lock:
             found = self._entries.get(cut.position)
             if found is None:
-                found = self._entries[cut.position] = AsOf(store, config, cut)
+                found = self._entries[cut.position] = AsOf(store, config, cut,
+                                                            self._replays)
                 self.replays += 1
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
@@ -126,6 +126,7 @@ def replay(
     From Kafka when MARKETLOG_KAFKA_BOOTSTRAP is set (every partition of the events topic
     from offset zero), else from the store. Prints each read model's digest at the end.
     """
+    from infrastructure.as_of import PrefixJournal, cut_at
     from infrastructure.bootstrap import kafka_topics, read_models_engine
     from infrastructure.kafka_log import MalformedRecord
     from infrastructure.kafka_projector import KafkaProjectionRunner, ProjectorHalted
@@ -179,7 +180,14 @@ def replay(
             store = _open_store(settings)
             total = store.stored_head()
             source = "the event store"
-            store_runner = ProjectionRunner(engine, store, settings.projection_batch,
+            feed: Any = store
+            if until_ns is not None:
+                # The log ends, for this replay, at the last event stamped by then (log order
+                # is time order): read up to it, not the rest. Filtering by time alone left
+                # the views' positions behind a batch wholly after it: the loop never ended.
+                total = cut_at(store, until_ns).position
+                feed = PrefixJournal(store, total)
+            store_runner = ProjectionRunner(engine, feed, settings.projection_batch,
                                             views=views, until_ns=until_ns)
             try:
                 with progress:

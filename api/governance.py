@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from api.access import (
@@ -28,6 +29,7 @@ from api.access import (
     check_account,
     deny,
 )
+from api.as_of import AsOfQuery, at_moment
 from api.deps import ProbesDep, SystemDep
 from api.errors import responses
 from api.orders import run_command
@@ -270,9 +272,14 @@ def _limits_view(scope: str, limits: Any) -> dict[str, Any]:
 
 
 @router.get("/limits", responses=responses(401, 422))
-async def limits(system: SystemDep, caller: Caller) -> Any:
-    """Every governed threshold in force now, with its version, per scope."""
+async def limits(system: SystemDep, caller: Caller, response: Response,
+                 as_of: AsOfQuery = None) -> Any:
+    """Every governed threshold in force now, with its version, per scope; with ``as_of``,
+    those in force then and the requests pending then (header X-As-Of-Position)."""
     book = system.engine.book
+    if as_of is not None:  # a replay: off the event loop
+        state = await run_in_threadpool(at_moment, system, as_of, response)
+        book = (await run_in_threadpool(state.book)).book
     scopes = [_limits_view("firm", book.firm)] if caller.sees_everything else []
     scopes += [_limits_view(f"account:{a}", acc.limits) for a, acc in book.accounts.items()
                if caller.may_see(a)]

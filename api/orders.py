@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from api.access import TRADE, Caller, Principal, TraderCaller, allow, check_account, deny
+from api.as_of import AsOfQuery, at_moment
 from api.deps import AccountQuery, ProbesDep, SymbolQuery, SystemDep
 from api.errors import responses
 from api.probes import read_models
@@ -25,6 +26,7 @@ from commands.models import (
 )
 from commands.outcomes import Outcome
 from domain.values import OrderStatus, Source
+from infrastructure.as_of import open_order_bodies
 from infrastructure.bootstrap import System
 from projections import queries
 
@@ -158,9 +160,16 @@ def list_orders(
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(gt=0, le=5000)] = 500,
     after: Annotated[UUID | None, Query(description="order_id to continue after")] = None,
+    as_of: AsOfQuery = None,
 ) -> Any:
-    """Orders oldest first (a trader: of their accounts only)."""
+    """Orders oldest first (a trader: of their accounts only). With ``as_of``: the orders
+    open then (accepted, partially filled, pending cancel or replace), as they stood."""
     check_account(request, caller, account_id)
+    if as_of is not None:
+        return open_order_bodies(
+            at_moment(system, as_of, response).book().book, account_id=account_id,
+            accounts=None if caller.sees_everything else caller.accounts, symbol=symbol,
+            status=status_, limit=limit, after=None if after is None else str(after))
     with read_models(system, probes, response) as conn:
         return queries.list_orders(conn, account_id=account_id, symbol=symbol,
                                    accounts=None if caller.sees_everything else caller.accounts,

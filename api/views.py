@@ -10,11 +10,11 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 
 from api.access import Caller, check_account
+from api.as_of import AccountAsOfOut, AsOfQuery, at_moment
 from api.deps import AccountQuery, ProbesDep, SystemDep
 from api.errors import responses
 from api.probes import DEADLINE_S, outcome, read_models, verified
 from api.schemas import (
-    AccountOut,
     AuditEventOut,
     ChainOut,
     HealthOut,
@@ -24,6 +24,7 @@ from api.schemas import (
 )
 from api.strict_json import StrictJSONRoute
 from domain.values import price_text
+from infrastructure.as_of import position_bodies
 from infrastructure.kafka_projector import KafkaProjectionRunner
 from projections import queries
 
@@ -47,9 +48,14 @@ def _ns(moment: datetime) -> int:
 @router.get("/positions", response_model=list[PositionOut], tags=["positions"],
             responses=responses(422, 503))
 def positions(request: Request, system: SystemDep, probes: ProbesDep, response: Response,
-              caller: Caller, account_id: AccountQuery = None) -> Any:
-    """Positions and P&L from the log's fills (a trader: of their accounts)."""
+              caller: Caller, account_id: AccountQuery = None, as_of: AsOfQuery = None) -> Any:
+    """Positions and P&L from the log's fills (a trader: of their accounts); with
+    ``as_of``, from the fills up to then (header X-As-Of-Position)."""
     check_account(request, caller, account_id)
+    if as_of is not None:
+        return position_bodies(at_moment(system, as_of, response).positions(),
+                               account_id=account_id,
+                               accounts=None if caller.sees_everything else caller.accounts)
     with read_models(system, probes, response) as conn:
         return queries.list_positions(
             conn, account_id=account_id,
@@ -118,11 +124,15 @@ def instruments(system: SystemDep, caller: Caller) -> Any:
     ]
 
 
-@router.get("/accounts", response_model=list[AccountOut], tags=["reference data"],
-            responses=responses())
-def accounts(system: SystemDep, caller: Caller) -> Any:
+@router.get("/accounts", response_model=list[AccountAsOfOut], tags=["reference data"],
+            responses=responses(422), response_model_exclude_unset=True)
+def accounts(system: SystemDep, caller: Caller, response: Response,
+             as_of: AsOfQuery = None) -> Any:
     """The accounts and the limits in force now (governed: see ``/limits``); a trader sees
-    the accounts they are entitled to. Orders for any other account are rejected."""
+    the accounts they are entitled to. Orders for any other account are rejected. With
+    ``as_of``: the limits in force then, and the credit exposure then."""
+    book = (system.engine.book if as_of is None
+            else at_moment(system, as_of, response).book().book)
     return [
         {"account_id": a.account_id, "credit_limit": price_text(a.limits.credit_limit),
          "cash": price_text(a.cash), "max_order_quantity": a.limits.max_order_quantity,
@@ -130,8 +140,11 @@ def accounts(system: SystemDep, caller: Caller) -> Any:
          "price_collar_pct": price_text(a.limits.price_collar_pct),
          "duplicate_window_ms": a.limits.duplicate_window_ns // 1_000_000,
          "restricted_symbols": sorted(a.restricted_symbols),
-         "limits_version": a.limits.version}
-        for a in list(system.engine.book.accounts.values()) if caller.may_see(a.account_id)
+         "limits_version": a.limits.version,
+         # Only as of a moment (the live answer's shape is unchanged).
+         **({} if as_of is None else {"exposure": price_text(book.exposure(a.account_id)),
+                                      "exposure_mode": str(book.day.exposure_mode)})}
+        for a in list(book.accounts.values()) if caller.may_see(a.account_id)
     ]
 
 

@@ -6,7 +6,9 @@ Rows: (1) in-memory decision latency, (2) durable throughput on SQLite and Postg
 the HTTP API, (6) memory over trading days of finished orders, (7) restart time after them;
 the event log on Kafka (bench/kafka.py, skipped without a broker): (8) relay, (9) projector,
 (10) end to end, (11) lag under steady load, (12) the Kafka client alone, (13) rebuild
-from Kafka, (14) durable throughput with the relay in process.
+from Kafka, (14) durable throughput with the relay in process; the compliance views (issue
+8, each its own process and table): (15) the daily 15c3-5 report, (16) audit-trail
+exports, (17) as-of replay, (18) CAT order event files.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ HEADER = ("#", "Measurement", "Result", "Target", "Status")
 
 def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "FAIL")
+
+
+# Issue 8's benches, as their own processes: (module, full-run args, --quick args).
+COMPLIANCE_BENCHES = (
+    ("bench.report", ["--skip-postgres"], ["--skip-postgres", "--accounts", "200"]),
+    ("bench.exports", ["--rows", "200000"], ["--rows", "50000"]),
+    ("bench.as_of", [], ["--orders", "25000", "--snapshot-every", "10000"]),
+    ("bench.cat", ["200000"], ["20000"]),
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kafka-clients", default=None,
                    help="comma-separated Kafka clients to measure (default: every one "
                         "installed: kafka-python, confluent)")
+    p.add_argument("--skip-compliance", action="store_true",
+                   help="skip rows 15-18 (report, exports, as-of, CAT)")
     p.add_argument("--skip-recorder-comparison", action="store_true",
                    help="skip the comparison with the library's recorder as shipped")
     a = p.parse_args(argv)
@@ -308,6 +321,17 @@ def main(argv: list[str] | None = None) -> int:
             rows += sorted(report.rows, key=lambda r: int(r[0]))
             experiments += report.notes
         gc.collect()
+
+    # 15-18. Compliance views (issue 8): each bench prints its own table and conditions.
+    if args.skip_compliance:
+        log("15-18 compliance views: skipped (--skip-compliance)")
+    else:
+        for number, (module, full, quick) in enumerate(COMPLIANCE_BENCHES, start=15):
+            log(f"{number}/18 {module}")
+            out = subprocess.run([sys.executable, "-m", module, *(quick if args.quick else full)],
+                                 capture_output=True, text=True, check=False, cwd=ROOT)
+            section = out.stdout.strip() or f"failed: {out.stderr.strip()[-2000:]}"
+            experiments.append(f"{number}. python -m {module}\n\n{section}")
 
     elapsed = time.perf_counter() - started
     conditions.append(("Run time", f"{elapsed:.0f} s"))

@@ -41,6 +41,10 @@ ROLES = {"trader": "tester", "risk_officer": "rose", "compliance": "cleo",
          "auditor": "abe", "admin": "admin"}
 EVERYONE = frozenset(ROLES)
 PUBLIC = "public"  # no token needed
+# The compliance page's HTML (api/compliance_page.py): it signs in through a form into a
+# read-only cookie and answers with pages, not JSON; tests/e2e/test_compliance_page.py
+# holds its access tests (a trader's lineage of another account: 403, recorded).
+PAGE = "page"
 TRADER = frozenset({"trader"})
 RISK = frozenset({"risk_officer"})
 RISK_OR_ADMIN = frozenset({"risk_officer", "admin"})
@@ -56,6 +60,10 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    ("GET", "/compliance"): PAGE,
+    ("GET", "/compliance/lineage"): PAGE,
+    ("POST", "/compliance/session"): PAGE,
+    ("POST", "/compliance/sign-out"): PAGE,
     # orders
     ("POST", "/orders"): TRADER,
     ("GET", "/orders"): EVERYONE,
@@ -250,13 +258,15 @@ def test_the_table_names_every_route_of_the_app(client: TestClient) -> None:
     assert routes - set(ACCESS) == set(), "a route nobody said who may call"
     assert set(ACCESS) - routes == set(), "the table names a route the app does not have"
     for roles in ACCESS.values():
-        assert roles == PUBLIC or (roles and roles <= EVERYONE)
+        assert roles in (PUBLIC, PAGE) or (roles and roles <= EVERYONE)
 
 
 def test_every_role_against_every_route(client: TestClient) -> None:
     refused: list[tuple[str, str, str]] = []  # (user, action, route) of each 403
     wrong: list[tuple[str, str, str, int, str]] = []
     for (method, route), allowed in sorted(ACCESS.items()):
+        if allowed == PAGE:
+            continue
         for role, username in ROLES.items():
             path, body = request_for(client, method, route)
             r = send(client, method, path, body, user_headers(client, username))
@@ -303,6 +313,8 @@ def test_a_role_refusal_names_the_role_and_what_it_needs(client: TestClient) -> 
 def test_without_a_token_every_route_but_health_is_401(client: TestClient) -> None:
     refused: list[str] = []
     for (method, route), allowed in sorted(ACCESS.items()):
+        if allowed == PAGE:
+            continue
         path, body = request_for(client, method, route)
         r = send(client, method, path, body)
         if allowed == PUBLIC:
@@ -312,7 +324,7 @@ def test_without_a_token_every_route_but_health_is_401(client: TestClient) -> No
         assert r.headers["WWW-Authenticate"] == "Bearer", (method, path)
         assert "Bearer" in r.json()["detail"]
         refused.append(f"{method} {path}")
-    assert len(refused) == sum(1 for a in ACCESS.values() if a != PUBLIC)
+    assert len(refused) == sum(1 for a in ACCESS.values() if a not in (PUBLIC, PAGE))
     recorded = recorded_denials(client, len(refused))
     assert sorted(e["payload"]["action"] for e in recorded) == sorted(refused)
     assert {e["actor"] for e in recorded} == {"unauthenticated"}

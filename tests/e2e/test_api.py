@@ -1099,7 +1099,7 @@ def test_health(client: TestClient, backend: Settings) -> None:
     listed = client.get("/projections").json()
     assert listed["feed"] == "store" and listed["committed_position"] == n
     assert [(p["name"], p["position"], p["lag"]) for p in listed["projections"]] == [
-        ("orders", n, 0), ("positions", n, 0), ("audit", n, 0)]
+        ("orders", n, 0), ("positions", n, 0), ("audit", n, 0), ("control_stats", n, 0)]
 
 
 def test_a_stopped_engine_is_reported_and_orders_get_503_not_a_hang(

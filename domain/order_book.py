@@ -313,6 +313,10 @@ class OrderBooks:
 
     __slots__ = ("by_locate", "strict", "venue")
 
+    # The message types ``apply`` takes (a feed's other events are for the caller).
+    ORDER_LEVEL = frozenset({AddOrder, OrderExecuted, OrderCancel, OrderDelete, OrderReplace,
+                             TradePrint})
+
     def __init__(self, venue: str, strict: bool = True) -> None:
         self.venue = venue
         self.strict = strict

@@ -36,8 +36,9 @@ def build_stream(messages_wanted: int) -> tuple[bytes, int]:
                 b = bytearray(m)
                 for at in fields:
                     _Q.pack_into(b, at, _Q.unpack_from(b, at)[0] + k * rebase)
-                m = bytes(b)
-            out.append(m)
+                out.append(bytes(b))
+            else:
+                out.append(m)
     return frame(out), len(out)
 
 

@@ -47,6 +47,7 @@ from commands.venue_step import VenueStep
 from domain import book_snapshot
 from domain.book_of_record import SYSTEM_ACTOR, BookOfRecord
 from domain.events import BookSnapshotTaken, EngineRecovered
+from domain.nbbo_reference import MarketDataBoard, NbboReferencePrices
 from domain.values import Source
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,11 @@ class Engine:
         calendar: TradingCalendar | None = None,
         queue_max: int = 20_000,
         snapshot_every: int = 200_000,
+        market_data: MarketDataBoard | None = None,
     ) -> None:
         self._new_book = new_book
+        # None: references from the venue's own prints and its best bid (the default).
+        self.market_data = market_data
         self._new_venue = new_venue
         self.journal = journal
         self.clock = clock
@@ -142,9 +146,20 @@ class Engine:
         self._last_sweep_ns = 0
         self.book = new_book()
         self.venue = new_venue(self.book)
-        self.book.best_bid = self.venue.best_bid
+        self._plug_market_data(self.book, self.venue)
         self.venue_step = VenueStep(self.book, self.venue, new_id, self.stamp)
         self.pipeline: Any = None
+
+    def _plug_market_data(self, book: BookOfRecord, venue: Venue) -> None:
+        """The reference-price port and Rule 201's best bid: from the market-data board
+        when the engine has one (NBBO midpoint, else the feed's last sale, else the book's
+        own tape), from the venue otherwise."""
+        if self.market_data is None:
+            book.best_bid = venue.best_bid
+            return
+        references = NbboReferencePrices(self.market_data, fallback=book.tape)
+        book.references = references
+        book.best_bid = references.best_bid
 
     # ------------------------------------------------------------------ time
 
@@ -206,7 +221,7 @@ class Engine:
         self.journal.reset_head()
         self.book, self.committed_position = book, position
         self.venue = self._new_venue(book)
-        book.best_bid = self.venue.best_bid
+        self._plug_market_data(book, self.venue)
         self.venue_step = VenueStep(book, self.venue, self.new_id, self.stamp)
         self._snapshot_events = book.events_applied
         events = self.venue_step.rerelease(book)

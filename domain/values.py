@@ -101,6 +101,8 @@ class ReferenceSource(StrEnum):
     LAST_SALE = "last_sale"  # the venue's last print against an outside participant
     BEST_BID = "venue_best_bid"  # the venue's best bid (Rule 201's bid test, until NBBO)
     PREVIOUS_CLOSE = "previous_close"  # valid for the trading day until the symbol prints
+    NBBO_MIDPOINT = "nbbo_midpoint"  # market data: the consolidated quote's midpoint
+    FEED_LAST_SALE = "feed_last_sale"  # market data: the last print on any venue's feed
 
 
 class RequestStage(StrEnum):

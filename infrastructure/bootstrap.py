@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from commands.engine import Engine
 from commands.ports import StoreHalted
 from domain.book_of_record import BookOfRecord
+from domain.nbbo_reference import MarketDataBoard
 from infrastructure.clock import utc_now_ns
 from infrastructure.config import FirmConfig, load_config
 from infrastructure.event_store import EventStore
@@ -82,7 +83,10 @@ class System:
 
 
 def build_engine(settings: Settings, config: FirmConfig, store: Any,
-                 clock: Callable[[], int] = utc_now_ns) -> Engine:
+                 clock: Callable[[], int] = utc_now_ns,
+                 market_data: MarketDataBoard | None = None) -> Engine:
+    """``market_data``: a board a feed thread writes (domain/nbbo_reference.py); without
+    one, references come from the venue's own prints as before."""
     def new_book() -> BookOfRecord:
         return BookOfRecord(config.instruments, config.new_accounts(), config.firm,
                             users=config.new_users(),
@@ -95,7 +99,7 @@ def build_engine(settings: Settings, config: FirmConfig, store: Any,
 
     engine = Engine(new_book, new_venue, store, clock, id_factory(), settings.batch_max,
                     calendar=config.calendar, queue_max=settings.engine_queue_max,
-                    snapshot_every=settings.snapshot_every)
+                    snapshot_every=settings.snapshot_every, market_data=market_data)
     engine.recover()
     gc.freeze()  # the recovered book is long-lived (commands/garbage_collection.py)
     return engine
@@ -172,7 +176,8 @@ def open_relay(settings: Settings, store: EventStore, *, connect: bool = True) -
 
 
 def bootstrap(settings: Settings | None = None, *, start: bool = True,
-              clock: Callable[[], int] = utc_now_ns) -> System:
+              clock: Callable[[], int] = utc_now_ns,
+              market_data: MarketDataBoard | None = None) -> System:
     """The whole system, engine included; refuses if another engine writes to the store.
 
     The writer lock is the friendly gate (``AnotherWriterRunning`` at start, a watchdog
@@ -186,7 +191,7 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
     try:
         read = open_read_side(settings)
         read.store.claim_writer()
-        engine = build_engine(settings, config, read.store, clock)
+        engine = build_engine(settings, config, read.store, clock, market_data)
     except BaseException:
         if read is not None:
             read.close()

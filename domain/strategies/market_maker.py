@@ -33,6 +33,9 @@ class MarketMakerConfig:
     max_inventory: int = 500
     skew_ticks_per_unit: Decimal = Decimal("0.01")
     time_in_force: str = "day"
+    # The firm's duplicate window (15c3-5 erroneous-order control): a new quote with the
+    # price and size of one sent less than this ago would be refused, so it waits.
+    duplicate_window_ns: int = 1_000_000_000
 
     def __post_init__(self) -> None:
         if self.spread_ticks < 1 or self.size < 1 or self.max_inventory < 1:
@@ -48,6 +51,10 @@ class MarketMaker(BaseStrategy):
         self.symbols = (config.symbol,)
         self.timer_interval_ns = 0
         self.requotes = 0
+        # The quote a control refused, per side: not sent again until the wanted quote
+        # changes (the same order again would meet the same control, e.g. ``duplicate``).
+        self.refused: dict[str, tuple[Decimal, int]] = {}
+        self.sent_at: dict[tuple[str, Decimal, int], int] = {}
 
     def quotes(self, mid: Decimal, inventory: int) -> tuple[tuple[Decimal, int] | None,
                                                              tuple[Decimal, int] | None]:
@@ -73,6 +80,11 @@ class MarketMaker(BaseStrategy):
         self._side(ctx, "buy", bid, [o for o in working if o.side == "buy"])
         self._side(ctx, "sell", ask, [o for o in working if o.side == "sell"])
 
+    def on_order(self, ctx: StrategyContext, update: OrderUpdate) -> None:
+        if (update.status == "rejected" and update.limit_price is not None
+                and update.symbol == self.config.symbol):
+            self.refused[update.side] = (update.limit_price, update.quantity)
+
     def _side(self, ctx: StrategyContext, side: str, wanted: tuple[Decimal, int] | None,
               working: list[OrderUpdate]) -> None:
         if any(o.status in PENDING for o in working):
@@ -86,6 +98,17 @@ class MarketMaker(BaseStrategy):
             return
         price, size = wanted
         if current is None:
+            if self.refused.get(side) == wanted:
+                return
+            self.refused.pop(side, None)
+            key = (side, price, size)
+            if ctx.now_ns - self.sent_at.get(key, -self.config.duplicate_window_ns) \
+                    < self.config.duplicate_window_ns:
+                return
+            self.sent_at[key] = ctx.now_ns
+            if len(self.sent_at) > 1000:  # only the window matters: forget older quotes
+                horizon = ctx.now_ns - self.config.duplicate_window_ns
+                self.sent_at = {k: t for k, t in self.sent_at.items() if t >= horizon}
             ctx.submit(self.config.symbol, side, size, price, self.config.time_in_force)
             return
         leaves = current.quantity - current.filled_quantity

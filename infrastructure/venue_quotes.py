@@ -30,7 +30,19 @@ class VenueQuotes:
 
     def top(self, book: OrderBook) -> tuple[Decimal | None, int, Decimal | None, int]:
         bid, ask = book.best_bid(), book.best_ask()
-        return bid, _top(book.bids, bid), ask, _top(book.asks, ask)
+        top = (bid, _top(book.bids, bid), ask, _top(book.asks, ask))
+        liquidity = self.venue.liquidity
+        if (bid is None or ask is None) and liquidity is not None:
+            # The liquidity provider quotes only when the engine releases orders to the
+            # venue: before the first one (a quiet server) its book is empty. Its mid and
+            # the spread it would quote stand in, size 0 (indicative), for the empty side.
+            mid = liquidity.mid(book.symbol)
+            instrument = liquidity.instruments.get(book.symbol)
+            if mid is not None and instrument is not None:
+                spread = max(1, liquidity.mid_ticks[book.symbol] // 2000) * instrument.tick_size
+                top = (bid if bid is not None else mid - spread, top[1],
+                       ask if ask is not None else mid + spread, top[3])
+        return top
 
     def poll(self) -> list[Quote]:
         """The symbols whose top changed. Under ``serve`` the engine thread may be changing

@@ -84,7 +84,7 @@ def test_market_maker_trades_against_a_taker_within_its_inventory(system: System
     for n in range(300):
         step(system, runner, feed, events)
         if n % 3 == 0:  # a taker on another account lifts or hits the best quote
-            side, quantity = rng.choice(("buy", "sell")), 20 + (n // 3) % 97  # no duplicates
+            side, quantity = rng.choice(("buy", "sell")), 20 + n // 3  # unique: no duplicates
             outcome = system.engine.execute([rest_order(None, side, quantity, f"taker-{n}",
                                                         "ioc")])[0]
             assert outcome.order["reject"] is None, outcome  # type: ignore[union-attr]

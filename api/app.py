@@ -16,6 +16,7 @@ from api import (
     orders,
     records,
     reports,
+    strategies,
     trading_day,
     views,
 )
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, system: System | None = None) -
     app.include_router(cat.router)
     app.include_router(reports.router)
     app.include_router(compliance_page.router)
+    app.include_router(strategies.router)
     app.state.denials = DenialCounter()
     return app
 

@@ -641,3 +641,8 @@ else:
     from api import cli_report
 
     app.add_typer(cli_report.report_app, name="report")
+
+    # Strategies of the paper-trading desk (issue 9).
+    from api import cli_strategies
+
+    app.add_typer(cli_strategies.strategies_app, name="strategies")

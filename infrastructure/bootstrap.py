@@ -58,6 +58,7 @@ class System:
     projections: Projector
     writer_lock: WriterLock
     relay: Relay | None = None  # with Kafka configured and kafka_relay on
+    strategies: Any = None  # the paper-trading desk (infrastructure/strategy_desk.py)
     _threads: bool = field(default=False, repr=False)
 
     def start(self) -> None:
@@ -66,8 +67,12 @@ class System:
             self.relay.start()
         self.projections.start()
         self._threads = True
+        if self.strategies is not None:
+            self.strategies.start_configured()
 
     def close(self) -> None:
+        if self.strategies is not None:
+            self.strategies.stop_all()  # before the engine: their last orders get answers
         if self._threads:
             self.engine.stop()
             if self.relay is not None:
@@ -224,6 +229,9 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
     lock.on_lost = lambda reason: engine.refuse(f"writer lock lost: {reason}")
     system = System(settings, config, read.store, engine, read.read_models, runner, lock,
                     relay)
+    from infrastructure.strategy_desk import StrategyDesk
+
+    system.strategies = StrategyDesk(system, settings.strategies, settings.strategy_poll_seconds)
     if start:
         system.start()
     return system

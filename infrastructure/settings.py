@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_PASSWORDS = frozenset({"changeme", "changethis", "password", "secret", "postgres"})
+
+
+class StrategySpec(BaseModel):
+    """A strategy ``marketlog serve`` can run against the simulated venue (paper trading)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
+    kind: Literal["market_maker", "pairs"]
+    user: str = "strategy"  # the configured user it acts as (entitled to ``account``)
+    account: str = "ACC-ALPHA"
+    params: dict[str, Any] = Field(default_factory=dict)  # the strategy's config fields
+    start: bool = False  # started with the server; otherwise by POST /strategies/{id}/start
 
 
 class Settings(BaseSettings):
@@ -93,6 +104,13 @@ class Settings(BaseSettings):
     kafka_relay: bool = Field(
         True, description="With kafka_bootstrap set, `marketlog serve` runs the relay in "
         "process; false when a separate `marketlog relay` publishes.")
+    strategies: list[StrategySpec] = Field(
+        default_factory=list,
+        description="Strategies of the paper-trading desk (JSON list of {id, kind, user, "
+        "account, params, start}); none by default. Listed by GET /strategies, started with "
+        "the server when start is true, else by POST /strategies/{id}/start.")
+    strategy_poll_seconds: float = Field(
+        0.05, gt=0, description="How often a running strategy polls quotes and its events.")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -8,26 +8,32 @@ and a kill switch on ``strategy:<id>`` stops the strategy and cancels its restin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.access import Caller, RiskOrAdminCaller
 from api.deps import SystemDep
+from api.errors import responses
+from api.schemas import ErrorOut
 from infrastructure.strategy_desk import UnknownStrategy
 
 router = APIRouter(tags=["strategies"])
 
+StrategyId = Annotated[str, Path(min_length=1, max_length=64,
+                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+UNKNOWN = {404: {"model": ErrorOut, "description": "No configured strategy of that id."}}
 
-@router.get("/strategies")
+
+@router.get("/strategies", responses=responses())
 def list_strategies(system: SystemDep, caller: Caller) -> list[dict[str, Any]]:
     """Each strategy: id, kind, status, orders sent, fills, positions, rejections, errors."""
     return [s for s in system.strategies.list() if caller.may_see(s["account_id"])]
 
 
-@router.post("/strategies/{strategy_id}/start")
-async def start_strategy(strategy_id: str, system: SystemDep,
+@router.post("/strategies/{strategy_id}/start", responses={**UNKNOWN, **responses(422, 503)})
+async def start_strategy(strategy_id: StrategyId, system: SystemDep,
                          caller: RiskOrAdminCaller) -> dict[str, Any]:
     """Start a configured strategy (risk officers, admins)."""
     if not system.engine.running:
@@ -38,8 +44,8 @@ async def start_strategy(strategy_id: str, system: SystemDep,
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown strategy") from None
 
 
-@router.post("/strategies/{strategy_id}/stop")
-async def stop_strategy(strategy_id: str, system: SystemDep,
+@router.post("/strategies/{strategy_id}/stop", responses={**UNKNOWN, **responses(422)})
+async def stop_strategy(strategy_id: StrategyId, system: SystemDep,
                         caller: RiskOrAdminCaller) -> dict[str, Any]:
     """Stop a strategy (its resting orders stay; trip its kill switch to cancel them)."""
     try:

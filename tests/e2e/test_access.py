@@ -60,6 +60,10 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    # paper trading (issue 9): every role reads (a trader: strategies of their accounts)
+    ("GET", "/strategies"): EVERYONE,
+    ("POST", "/strategies/{strategy_id}/start"): RISK_OR_ADMIN,
+    ("POST", "/strategies/{strategy_id}/stop"): RISK_OR_ADMIN,
     ("GET", "/compliance"): PAGE,
     ("GET", "/compliance/lineage"): PAGE,
     ("POST", "/compliance/session"): PAGE,
@@ -174,7 +178,7 @@ def request_for(client: TestClient, method: str, route: str) -> tuple[str, Any]:
     values = {
         "order_id": str(uuid.uuid4()), "symbol": "ZZZZ", "locate_id": str(uuid.uuid4()),
         "change_id": str(uuid.uuid4()), "username": "nobody", "account_id": "ACC-NOPE",
-        "scope": "firm", "key_id": "nokey", "date": "2001-01-02",
+        "scope": "firm", "key_id": "nokey", "date": "2001-01-02", "strategy_id": "nostrategy",
     }
     bodies: dict[tuple[str, str], Any] = {
         ("POST", "/orders"): order(),

@@ -279,16 +279,24 @@ class FeedReferences:
 
     def __init__(self, venue: BacktestVenue) -> None:
         self.venue = venue
+        # The controls ask for a symbol's reference many times per order (collar, LULD,
+        # marks): one value per (quote, print) pair, built on first use.
+        self._cache: dict[str, tuple[Quote | None, Trade | None, ReferencePrice | None]] = {}
 
     def reference(self, symbol: str) -> ReferencePrice | None:
         trade = self.venue.last_trade.get(symbol)
         quote = self.venue.best.get(symbol)
+        cached = self._cache.get(symbol)
+        if cached is not None and cached[0] is quote and cached[1] is trade:
+            return cached[2]
+        ref: ReferencePrice | None = None
         if quote is not None and quote.bid is not None and quote.ask is not None and (
                 trade is None or quote.ts_ns > trade.ts_ns):
-            return ReferencePrice((quote.bid + quote.ask) / 2, NBBO_MIDPOINT, quote.ts_ns)
-        if trade is not None:
-            return ReferencePrice(trade.price, LAST_SALE, trade.ts_ns)
-        return None
+            ref = ReferencePrice((quote.bid + quote.ask) / 2, NBBO_MIDPOINT, quote.ts_ns)
+        elif trade is not None:
+            ref = ReferencePrice(trade.price, LAST_SALE, trade.ts_ns)
+        self._cache[symbol] = (quote, trade, ref)
+        return ref
 
 
 def seeded_ids(seed: int) -> Callable[[], UUID]:

@@ -446,3 +446,52 @@ def write_ticks_csv(path: Path, ticks: Iterable[Quote | Trade]) -> int:
 def wall_seconds() -> float:
     """Elapsed-time measurement for reports and benchmarks (not the engine's clock)."""
     return time.perf_counter()
+
+
+# ---------------------------------------------------------------------- Monte Carlo worker
+
+MC_START_NS = 1_767_623_400_000_000_000  # synthetic paths start 2026-01-05 14:30 UTC
+MC_STEP_NS = 60_000_000_000  # one step a minute
+MC_SYMBOL = "SPY"
+
+
+def simulate(spec: Any) -> list[float]:
+    """One Monte Carlo run (``commands.monte_carlo.RunSpec``) in a throwaway directory:
+    its equity curve. Top-level so that worker processes can import it."""
+    import tempfile
+
+    from commands.backtest import make_strategy
+    from domain.monte_carlo import REGIMES, gbm_path, ticks_from_path
+
+    rng = random.Random(spec.seed)
+    ticks: Iterable[Quote | Trade]
+    if spec.regime is not None:
+        # One-minute steps of a 6.5-hour day: dt in years.
+        prices = gbm_path(520.0, spec.steps, REGIMES[spec.regime], 1 / (252 * 390), rng)
+        ticks = ticks_from_path(prices, MC_SYMBOL, start_ns=MC_START_NS, step_ns=MC_STEP_NS)
+    else:
+        ticks = read_ticks_csv(Path(spec.ticks_file))
+    config = BacktestConfig(feed_latency_ns=spec.feed_latency_ns,
+                            order_latency_ns=spec.order_latency_ns, capital=spec.capital,
+                            sample_ns=MC_STEP_NS)
+    with tempfile.TemporaryDirectory(prefix="marketlog-mc-") as tmp:
+        result = run_backtest(ticks, make_strategy(spec.strategy, dict(spec.params)),
+                              Path(tmp) / "run", spec.seed, config,
+                              slippage_ticks=spec.slippage_ticks)
+    return [s.equity for s in result.equity]
+
+
+def evaluator(strategy: str, config: BacktestConfig, seed: int
+              ) -> Callable[[Any, dict[str, Any]], BacktestResult]:
+    """Walk-forward's evaluation: a backtest of ``strategy`` with the given parameters on a
+    slice of ticks, in a throwaway directory."""
+    import tempfile
+
+    from commands.backtest import make_strategy
+
+    def evaluate(ticks: Any, params: dict[str, Any]) -> BacktestResult:
+        with tempfile.TemporaryDirectory(prefix="marketlog-wf-") as tmp:
+            return run_backtest(ticks, make_strategy(strategy, params), Path(tmp) / "run",
+                                seed, config)
+
+    return evaluate

@@ -641,3 +641,8 @@ else:
     from api import cli_report
 
     app.add_typer(cli_report.report_app, name="report")
+
+    # Backtesting, Monte Carlo and walk-forward (issue 9).
+    from api import cli_backtest
+
+    app.add_typer(cli_backtest.backtest_app, name="backtest")

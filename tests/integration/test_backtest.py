@@ -170,3 +170,45 @@ def test_order_updates_reach_the_strategy(tmp_path: Path) -> None:
     seen = [(u.status, u.filled_quantity, u.last_fill_quantity)  # type: ignore[attr-defined]
             for u in strategy.updates]
     assert seen[:3] == [("accepted", 0, 0), ("partially_filled", 60, 60), ("filled", 100, 40)]
+
+
+def test_cli_run_monte_carlo_and_walk_forward(tmp_path: Path) -> None:
+    import orjson
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from infrastructure.backtest_venue import write_ticks_csv
+
+    prices = gbm_path(520.0, 600, REGIMES["bull"], 1 / (252 * 390), random.Random(2))
+    ticks = tmp_path / "ticks.csv"
+    write_ticks_csv(ticks, ticks_from_path(prices, "SPY", start_ns=T0, step_ns=60_000 * MS))
+    runner = CliRunner()
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["backtest", "run", "--ticks", str(ticks), "--strategy", "trend",
+                            "--param", "lookback=10", "--param", "symbol=SPY", "--seed", "3",
+                            "--out", str(out), "--sample-ms", "60000"])
+    assert r.exit_code == 0, r.output
+    data = orjson.loads((out / "backtest.json").read_bytes())
+    assert data["orders"] > 0 and "<svg" in (out / "backtest.html").read_text()
+    # The backtest's store is an ordinary marketlog store: verify reads it.
+    env = {"MARKETLOG_DATA_DIR": str(out), "MARKETLOG_DATABASE_URL": "",
+           "MARKETLOG_KAFKA_BOOTSTRAP": ""}
+    v = runner.invoke(app, ["verify"], env=env)
+    assert v.exit_code == 0, v.output
+    assert data["chain_head"]["hash"][:12] in v.output or "ok" in v.output.lower()
+
+    mc = runner.invoke(app, ["backtest", "monte-carlo", "--strategy", "buy-and-hold",
+                             "--runs", "4", "--workers", "2", "--steps", "60", "--seed", "5",
+                             "--out", str(tmp_path / "mc")])
+    assert mc.exit_code == 0, mc.output
+    summary = orjson.loads((tmp_path / "mc" / "monte_carlo.json").read_bytes())
+    assert summary["runs"] == 4 and set(summary["pnl_percentiles"]) == {
+        "p5", "p25", "p50", "p75", "p95"}
+
+    wf = runner.invoke(app, ["backtest", "walk-forward", "--ticks", str(ticks), "--strategy",
+                             "trend", "--param", "symbol=SPY", "--grid", "lookback=5,20",
+                             "--in-sample", "200", "--out-of-sample", "100",
+                             "--out", str(tmp_path / "wf")])
+    assert wf.exit_code == 0, wf.output
+    report = orjson.loads((tmp_path / "wf" / "walk_forward.json").read_bytes())
+    assert len(report["windows"]) == 4

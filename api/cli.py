@@ -646,3 +646,8 @@ else:
     from api import cli_strategies
 
     app.add_typer(cli_strategies.strategies_app, name="strategies")
+
+    # Backtesting, Monte Carlo and walk-forward (issue 9).
+    from api import cli_backtest
+
+    app.add_typer(cli_backtest.backtest_app, name="backtest")

@@ -41,6 +41,7 @@ from commands.models import (
     SubmitOrder,
 )
 from commands.ports import Venue
+from domain import strategies
 from domain.backtest_metrics import EquitySample, Fill, Metrics, metrics_of
 from domain.backtest_strategies import REFERENCE_STRATEGIES
 from domain.book_of_record import SYSTEM_ACTOR
@@ -577,7 +578,18 @@ _STATUS_AFTER: dict[type, str | None] = {
 
 StrategyFactory = Callable[..., Strategy]
 # Strategies `marketlog backtest` knows by name (the live strategies join this registry).
-STRATEGIES: dict[str, StrategyFactory] = dict(REFERENCE_STRATEGIES)
+def _live(kind: str) -> StrategyFactory:
+    """A strategy of the live desk (domain/strategies), the same code as under ``serve``:
+    ``--param strategy_id=...`` names it, every other parameter is its config's."""
+
+    def factory(strategy_id: str = kind, **params: Any) -> Strategy:
+        return strategies.build(kind, str(strategy_id), params)
+
+    return factory
+
+
+STRATEGIES: dict[str, StrategyFactory] = {
+    **REFERENCE_STRATEGIES, "market-maker": _live("market_maker"), "pairs": _live("pairs")}
 
 
 def register(name: str, factory: StrategyFactory) -> None:

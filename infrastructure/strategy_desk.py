@@ -14,13 +14,11 @@ from commands.strategy_runner import (
     StrategyThread,
     engine_sender,
 )
-from domain.strategies import MarketMaker, MarketMakerConfig, PairsConfig, PairsTrader
+from domain.strategies import build
 from domain.strategy import Strategy
 from infrastructure.clock import utc_now_ns
 from infrastructure.settings import StrategySpec
 from infrastructure.venue_quotes import StoreEvents, VenueQuotes
-
-DECIMALS = {"tick_size", "skew_ticks_per_unit", "hedge_ratio", "entry_z", "exit_z"}
 
 
 class UnknownStrategy(KeyError):
@@ -28,11 +26,10 @@ class UnknownStrategy(KeyError):
 
 
 def build_strategy(spec: StrategySpec, tick_sizes: dict[str, Decimal]) -> Strategy:
-    params = {k: Decimal(str(v)) if k in DECIMALS else v for k, v in spec.params.items()}
+    params = dict(spec.params)
     if spec.kind == "market_maker":
         params.setdefault("tick_size", tick_sizes[params["symbol"]])
-        return MarketMaker(spec.id, MarketMakerConfig(**params))
-    return PairsTrader(spec.id, PairsConfig(**params))
+    return build(spec.kind, spec.id, params)
 
 
 class StrategyDesk:

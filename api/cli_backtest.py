@@ -5,6 +5,7 @@ to ``--out``; ``run`` also leaves its event store there (MARKETLOG_DATA_DIR=<out
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,22 +62,29 @@ def run(ticks: TicksOpt, strategy: StrategyOpt, out: OutOpt, param: ParamOpt = N
         order_latency_us: Annotated[int, typer.Option(min=0)] = 0,
         maker_fee: Annotated[str, typer.Option(help="Per share; negative: rebate.")] = "0",
         taker_fee: Annotated[str, typer.Option(help="Per share.")] = "0",
-        slippage_ticks: Annotated[int, typer.Option(min=0)] = 0) -> None:
-    """Replay a tick file through a strategy, the engine's controls and the simulated venue."""
+        slippage_ticks: Annotated[int, typer.Option(min=0)] = 0,
+        itch_date: Annotated[datetime | None, typer.Option(
+            formats=["%Y-%m-%d"], help="The ticks are an ITCH 5.0 file of this session date "
+            "(books are built from it); otherwise a CSV.")] = None) -> None:
+    """Replay a tick file (CSV or ITCH 5.0) through a strategy, the engine's controls and
+    the simulated venue."""
     from api.backtest_report import backtest_html
     from commands.backtest import make_strategy, parse_params
-    from infrastructure.backtest_venue import read_ticks_csv, run_backtest
+    from infrastructure.backtest_venue import run_backtest
+    from infrastructure.market_data_files import market_data
+
+    day = None if itch_date is None else itch_date.date()
 
     try:
         strat = make_strategy(strategy, parse_params(param or []))
         config = _config(capital, sample_ms, feed_latency_us, order_latency_us, maker_fee,
                          taker_fee)
-        total = sum(1 for _ in read_ticks_csv(ticks))
+        total = sum(1 for _ in market_data(ticks, day))
         with _progress() as bar:
             task = bar.add_task("replaying ticks", total=total)
 
             def counted() -> Any:
-                for i, tick in enumerate(read_ticks_csv(ticks), 1):
+                for i, tick in enumerate(market_data(ticks, day), 1):
                     if i % 5000 == 0:
                         bar.update(task, completed=i)
                     yield tick

@@ -59,6 +59,7 @@ class System:
     writer_lock: WriterLock
     relay: Relay | None = None  # with Kafka configured and kafka_relay on
     strategies: Any = None  # the paper-trading desk (infrastructure/strategy_desk.py)
+    feed: Any = None  # a recorded feed played live (infrastructure/feed_player.py)
     _threads: bool = field(default=False, repr=False)
 
     def start(self) -> None:
@@ -67,12 +68,16 @@ class System:
             self.relay.start()
         self.projections.start()
         self._threads = True
+        if self.feed is not None:
+            self.feed.start()
         if self.strategies is not None:
             self.strategies.start_configured()
 
     def close(self) -> None:
         if self.strategies is not None:
             self.strategies.stop_all()  # before the engine: their last orders get answers
+        if self.feed is not None:
+            self.feed.stop()
         if self._threads:
             self.engine.stop()
             if self.relay is not None:
@@ -191,6 +196,15 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
     """
     settings = settings or Settings()
     config = load_config(settings.config_file)
+    feed = None
+    if settings.market_data_file is not None and market_data is None:
+        from infrastructure.feed_player import FeedPlayer
+        from infrastructure.market_data_files import market_data as read_market_data
+
+        market_data = MarketDataBoard()
+        feed = FeedPlayer(read_market_data(settings.market_data_file,
+                                           settings.market_data_itch_date),
+                          market_data, settings.market_data_speed)
     lock = WriterLock(settings)
     read: ReadSide | None = None
     try:
@@ -229,6 +243,7 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
     lock.on_lost = lambda reason: engine.refuse(f"writer lock lost: {reason}")
     system = System(settings, config, read.store, engine, read.read_models, runner, lock,
                     relay)
+    system.feed = feed
     from infrastructure.strategy_desk import StrategyDesk
 
     system.strategies = StrategyDesk(system, settings.strategies, settings.strategy_poll_seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -111,6 +112,14 @@ class Settings(BaseSettings):
         "the server when start is true, else by POST /strategies/{id}/start.")
     strategy_poll_seconds: float = Field(
         0.05, gt=0, description="How often a running strategy polls quotes and its events.")
+    market_data_file: Path | None = Field(
+        None, description="A recorded market-data file (tick CSV, or ITCH 5.0 with "
+        "market_data_itch_date) that `marketlog serve` plays as a live feed: reference prices "
+        "from its NBBO, quotes to the strategies (paper trading).")
+    market_data_itch_date: date | None = Field(
+        None, description="The session date of an ITCH 5.0 market_data_file.")
+    market_data_speed: float = Field(
+        1.0, gt=0, le=1_000_000, description="Replay speed of market_data_file (1: as recorded).")
     host: str = "127.0.0.1"
     port: int = 8000
 

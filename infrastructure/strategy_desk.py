@@ -64,7 +64,11 @@ class StrategyDesk:
             previous = self.runners.get(strategy_id)
             if previous is not None:
                 runner._sequence = previous._sequence  # ids keep counting: never reused
-            feed = VenueQuotes(engine.venue, strategy.symbols, utc_now_ns)
+            # The recorded feed when one plays (its NBBO is the engine's reference too),
+            # else the simulated venue's own quotes.
+            player = self.system.feed
+            feed: Any = (player.subscribe(strategy.symbols) if player is not None
+                         else VenueQuotes(engine.venue, strategy.symbols, utc_now_ns))
             events = StoreEvents(self.system.store, self.system.store.head_position)
             thread = StrategyThread(runner, feed, events, self.poll_s)
             self.runners[strategy_id] = runner
@@ -79,6 +83,8 @@ class StrategyDesk:
             thread = self.threads.pop(strategy_id, None)
             if thread is not None:
                 thread.stop()
+                if self.system.feed is not None:  # its queue would fill up unread
+                    self.system.feed.unsubscribe(thread.market_data)
             return self.describe(strategy_id)
 
     def stop_all(self) -> None:

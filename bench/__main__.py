@@ -8,7 +8,8 @@ the event log on Kafka (bench/kafka.py, skipped without a broker): (8) relay, (9
 (10) end to end, (11) lag under steady load, (12) the Kafka client alone, (13) rebuild
 from Kafka, (14) durable throughput with the relay in process; the compliance views (issue
 8, each its own process and table): (15) the daily 15c3-5 report, (16) audit-trail
-exports, (17) as-of replay, (18) CAT order event files.
+exports, (17) as-of replay, (18) CAT order event files; market data and backtesting (issue
+9): (19) ITCH parse and books, (20) the backtest event loop and end to end.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "FAIL")
 
 
-# Issue 8's benches, as their own processes: (module, full-run args, --quick args).
-COMPLIANCE_BENCHES = (
+# Issues 8 and 9's benches, as their own processes: (module, full-run args, --quick args).
+SECTION_BENCHES = (
     ("bench.report", ["--skip-postgres"], ["--skip-postgres", "--accounts", "200"]),
     ("bench.exports", ["--rows", "200000"], ["--rows", "50000"]),
     ("bench.as_of", [], ["--orders", "25000", "--snapshot-every", "10000"]),
     ("bench.cat", ["200000"], ["20000"]),
+    ("bench.itch", [], ["--messages", "300000", "--repeat", "1"]),
+    ("bench.backtest", [], ["100000", "5000"]),
 )
 
 
@@ -86,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated Kafka clients to measure (default: every one "
                         "installed: kafka-python, confluent)")
     p.add_argument("--skip-compliance", action="store_true",
-                   help="skip rows 15-18 (report, exports, as-of, CAT)")
+                   help="skip rows 15-20 (report, exports, as-of, CAT, ITCH, backtest)")
     p.add_argument("--skip-recorder-comparison", action="store_true",
                    help="skip the comparison with the library's recorder as shipped")
     a = p.parse_args(argv)
@@ -322,12 +325,13 @@ def main(argv: list[str] | None = None) -> int:
             experiments += report.notes
         gc.collect()
 
-    # 15-18. Compliance views (issue 8): each bench prints its own table and conditions.
+    # 15-20. Compliance views (issue 8), market data and backtesting (issue 9): each bench
+    # prints its own table and conditions.
     if args.skip_compliance:
-        log("15-18 compliance views: skipped (--skip-compliance)")
+        log("15-20: skipped (--skip-compliance)")
     else:
-        for number, (module, full, quick) in enumerate(COMPLIANCE_BENCHES, start=15):
-            log(f"{number}/18 {module}")
+        for number, (module, full, quick) in enumerate(SECTION_BENCHES, start=15):
+            log(f"{number}/20 {module}")
             out = subprocess.run([sys.executable, "-m", module, *(quick if args.quick else full)],
                                  capture_output=True, text=True, check=False, cwd=ROOT)
             section = out.stdout.strip() or f"failed: {out.stderr.strip()[-2000:]}"

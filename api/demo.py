@@ -1,8 +1,11 @@
-"""A seeded trading session on the embedded default: scripted traders that breach every control.
+"""A seeded trading session on the embedded default: traders that breach every control.
 
-Six traders share the firm's default configuration (``infrastructure/config/default.toml``):
+The traders are strategies on the strategy API (``domain.strategies.demo_traders``; their
+orders go through a ``StrategyContext``, like any strategy's) run by the demo's
+deterministic runner (``commands.demo_runner``). They share the firm's default
+configuration (``infrastructure/config/default.toml``):
 
-* ``maria`` (ACC-ALPHA), a market maker quoting DAY and GTC limits around the venue's mid,
+* ``maria`` (ACC-ALPHA), a market maker quoting DAY and GTC limits around the mid,
   cancelling her oldest quotes and replacing others (price or size);
 * ``momo`` (ACC-DELTA), a momentum trader sending market, IOC and FOK orders in the
   direction of the last move;
@@ -15,57 +18,57 @@ Six traders share the firm's default configuration (``infrastructure/config/defa
 * ``dave`` (ACC-ALPHA), who resends orders: the same order under a new client id within the
   duplicate window (rejected), the same client id again (idempotent: the original outcome,
   nothing journaled) or the same client id with other fields (a conflict, nothing journaled);
-* ``lara`` (ACC-BETA), who sends one order after the close (the session control refuses it);
 * ``cora`` (ACC-BETA), who rests GTC bids below the market until her credit limit (exposure
-  of orders *entered*, not only executed) refuses the next one.
+  of orders *entered*, not only executed) refuses the next one;
+* ``bob`` (ACC-DELTA), whose blocks run into the firm-wide credit limit;
+* ``sasha`` (ACC-BETA, strategy ``sasha-shorts``), who sells short while the risk desk
+  (``rose`` and ``raj``: the desk's script in ``commands.demo_runner``, operator commands
+  rather than orders) grants locates, halts and resumes, triggers Rule 201, suspends an
+  account and drills the kill switch on her tag and the per-strategy throttle (a burst on
+  ``sasha-burst``);
+* ``lara`` (ACC-BETA), who sends one order after the close (the session control refuses it).
 
 Everything the traders decide comes from ``random.Random(seed)`` and from the venue's
-seeded liquidity provider, so a seed replays the same session on a fresh store (timestamps
-aside: the engine's clock is real time; a session added to an existing log draws from the
-seed and the log's length). Commands run in cycles of 50-200 through ``Engine.execute``
-(one group commit each, in this thread). The session is a trading day: it opens (the
-calendar's date, or the day after the last closed one when the demo is added to a log with
-``--keep``) and ends with a ``CloseTradingDay`` that expires the DAY orders; the read
-models are then caught up and the summary is read from them.
+seeded liquidity provider (its mid is the quote they see), so a seed replays the same
+session on a fresh store (timestamps aside: the engine's clock is real time; a session
+added to an existing log draws from the seed and the log's length). Commands run in cycles
+of 50-200 through ``Engine.execute`` (one group commit each, in this thread). The session
+is a trading day: it opens (the calendar's date, or the day after the last closed one when
+the demo is added to a log with ``--keep``) and ends with a ``CloseTradingDay`` that
+expires the DAY orders; the read models are then caught up and the summary is read from
+them.
 """
 
 from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
 
+from commands.demo_runner import Crowd, RiskDesk
 from commands.models import (
-    ApproveLimitChange,
     CancelOrder,
     CloseTradingDay,
     Command,
-    GrantLocate,
-    HaltSymbol,
     OpenTradingDay,
-    ReinstateAccount,
     ReplaceOrder,
-    RequestLimitChange,
-    RequestLocate,
-    ResetKillSwitch,
-    ResumeSymbol,
     SubmitOrder,
-    SuspendAccount,
-    TriggerShortSaleRestriction,
-    TripKillSwitch,
 )
 from commands.outcomes import Outcome
 from domain.controls import NEW_ORDER_CONTROLS
-from domain.values import OrderStatus, OrderType, Side, Source, TimeInForce
+from domain.instruments import Instrument
+from domain.market_data import Quote
+from domain.strategies import demo_traders
+from domain.strategies.demo_traders import Desk
+from domain.values import OrderStatus, Source
 from infrastructure.bootstrap import System, bootstrap
 from infrastructure.clock import utc_now_ns
 from infrastructure.config import FirmConfig
@@ -81,443 +84,9 @@ DEFAULT_SEED = 42
 CYCLE_SIZE = (50, 200)  # commands per engine cycle (one group commit)
 SESSION_ACTOR = "session-close"
 
-LIVE = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
-UNKNOWN_SYMBOL = "XQZT"
-UNKNOWN_ACCOUNT = "ACC-OMEGA"
+VENUE = "SIM"  # the venue's synthetic liquidity, as the traders see it
 
 Progress = Callable[[int, int], None]  # (orders sent so far, orders in total)
-
-
-# --------------------------------------------------------------------------- the desk
-
-
-class Desk:
-    """What every trader shares: the seeded RNG, prices from the venue, client ids."""
-
-    def __init__(self, system: System, rng: random.Random, session: str = "s0") -> None:
-        liquidity = system.engine.venue.liquidity
-        if not isinstance(liquidity, SyntheticLiquidity):
-            raise ValueError("the demo needs the venue's liquidity provider: "
-                             "Settings(liquidity_provider=True)")
-        self.rng = rng
-        self.engine = system.engine
-        self.session = session  # in client ids, so a session added with --keep is new orders
-        self.liquidity = liquidity
-        self.instruments = {i.symbol: i for i in system.config.instruments}
-        self._sequence: Counter[str] = Counter()
-        # (account, symbol, side, quantity, price) already sent: only the duplicate resender
-        # repeats one on purpose, so the duplicate control fires exactly when it should.
-        self._keys: set[tuple[str, str, str, int, Decimal | None]] = set()
-
-    def firm_limits(self) -> Any:
-        """The firm's limits in force (read between cycles: the engine is idle then)."""
-        return self.engine.book.firm
-
-    def tick(self, symbol: str) -> Decimal:
-        return self.instruments[symbol].tick_size
-
-    def lot(self, symbol: str) -> int:
-        return self.instruments[symbol].lot_size
-
-    def mid(self, symbol: str) -> Decimal:
-        mid = self.liquidity.mid(symbol)
-        assert mid is not None, f"no liquidity in {symbol}"
-        return mid
-
-    def mid_ticks(self, symbol: str) -> int:
-        return int(self.mid(symbol) / self.tick(symbol))
-
-    def step(self, symbol: str) -> int:
-        """A sensible quoting increment in ticks (about 2.5 basis points)."""
-        return max(1, self.mid_ticks(symbol) // 4000)
-
-    def price(self, symbol: str, ticks_from_mid: int) -> Decimal:
-        ticks = max(1, self.mid_ticks(symbol) + ticks_from_mid)
-        return ticks * self.tick(symbol)
-
-    def client_id(self, trader: str) -> str:
-        self._sequence[trader] += 1
-        return f"{trader}-{self.session}-{self._sequence[trader]:06d}"
-
-    def order(self, trader: Trader, symbol: str, side: Side, quantity: int,
-              price: Decimal | None = None, tif: TimeInForce = TimeInForce.DAY, *,
-              account: str | None = None, strategy: str | None = None) -> SubmitOrder:
-        account = account or trader.account
-        bump = self.lot(symbol) if symbol in self.instruments else 1
-        while (account, symbol, side, quantity, price) in self._keys:
-            quantity += bump
-        self._keys.add((account, symbol, side, quantity, price))
-        return SubmitOrder(
-            client_order_id=self.client_id(trader.name), account_id=account, symbol=symbol,
-            side=side, quantity=quantity,
-            order_type=OrderType.MARKET if price is None else OrderType.LIMIT,
-            limit_price=price, time_in_force=tif, strategy=strategy, actor=trader.name,
-            source=Source.DEMO)
-
-
-# --------------------------------------------------------------------------- the traders
-
-
-class Trader:
-    name = "trader"
-    account = "ACC-ALPHA"
-    weight = 1
-
-    def act(self, desk: Desk) -> list[Command]:
-        raise NotImplementedError
-
-    def observe(self, command: Command, outcome: Outcome | BaseException) -> None:
-        """Learn what became of a command (live orders to cancel or replace later)."""
-
-
-def _side(rng: random.Random) -> Side:
-    return Side.BUY if rng.random() < 0.5 else Side.SELL
-
-
-def _away(side: Side, ticks: int) -> int:
-    """Ticks from mid on the passive side: below for a bid, above for an offer."""
-    return -ticks if side == Side.BUY else ticks
-
-
-class MarketMaker(Trader):
-    name, account, weight = "maria", "ACC-ALPHA", 34
-    symbols = ("AAPL", "MSFT", "SPY", "TSLA", "PENNY")
-    max_live = 30
-
-    def __init__(self) -> None:
-        self.live: dict[UUID, tuple[str, Side]] = {}  # insertion order = oldest first
-
-    def act(self, desk: Desk) -> list[Command]:
-        rng, r = desk.rng, desk.rng.random()
-        if self.live and (r < 0.18 or len(self.live) > self.max_live):
-            oldest = next(iter(self.live))
-            del self.live[oldest]
-            return [CancelOrder(order_id=oldest, actor=self.name, source=Source.DEMO)]
-        if self.live and r < 0.36:
-            order_id = rng.choice(list(self.live))
-            symbol, side = self.live[order_id]
-            if rng.random() < 0.6:  # re-centre the quote on the new mid
-                price = desk.price(symbol, _away(side, rng.randint(1, 6) * desk.step(symbol)))
-                return [ReplaceOrder(order_id=order_id, limit_price=price, actor=self.name,
-                                     source=Source.DEMO)]
-            quantity = self.size(desk, symbol)
-            return [ReplaceOrder(order_id=order_id, quantity=quantity, actor=self.name,
-                                 source=Source.DEMO)]
-        symbol = rng.choice(self.symbols)
-        side = _side(rng)
-        price = desk.price(symbol, _away(side, rng.randint(1, 6) * desk.step(symbol)))
-        quantity = self.size(desk, symbol)
-        tif = TimeInForce.GTC if rng.random() < 0.2 else TimeInForce.DAY
-        return [desk.order(self, symbol, side, quantity, price, tif)]
-
-    @staticmethod
-    def size(desk: Desk, symbol: str) -> int:
-        lot = desk.lot(symbol)  # round lots of 100 on PENNY, tens of shares elsewhere
-        return desk.rng.randint(1, 10) * (5 * lot if lot > 1 else 10)
-
-    def observe(self, command: Command, outcome: Outcome | BaseException) -> None:
-        if not isinstance(outcome, Outcome) or outcome.order is None:
-            return
-        order = outcome.order
-        order_id = UUID(order["order_id"])
-        if order["status"] in LIVE:
-            if isinstance(command, SubmitOrder):
-                self.live[order_id] = (order["symbol"], Side(order["side"]))
-        else:
-            self.live.pop(order_id, None)
-
-
-class Momentum(Trader):
-    name, account, weight = "momo", "ACC-DELTA", 24
-    symbols = ("AAPL", "MSFT", "SPY", "TSLA", "PENNY", "BRKA")
-    symbol_weights = (25, 20, 25, 20, 9, 1)
-
-    def __init__(self) -> None:
-        self.last_mid: dict[str, Decimal] = {}
-
-    def act(self, desk: Desk) -> list[Command]:
-        rng = desk.rng
-        symbol = rng.choices(self.symbols, self.symbol_weights)[0]
-        mid = desk.mid(symbol)
-        before = self.last_mid.get(symbol, mid)
-        self.last_mid[symbol] = mid
-        side = Side.BUY if mid > before else Side.SELL if mid < before else _side(rng)
-        lot = desk.lot(symbol)
-        quantity = 1 if symbol == "BRKA" else rng.randint(1, 8) * 5 * lot
-        through = 3 * desk.step(symbol) * (1 if side == Side.BUY else -1)  # crosses the spread
-        r = rng.random()
-        if r < 0.40:
-            tif = TimeInForce.IOC if rng.random() < 0.3 else TimeInForce.DAY
-            return [desk.order(self, symbol, side, quantity, None, tif)]
-        if r < 0.75:
-            return [desk.order(self, symbol, side, quantity, desk.price(symbol, through),
-                               TimeInForce.IOC)]
-        if r < 0.90:  # all or nothing; sometimes more than the book holds
-            quantity *= rng.choice((1, 1, 4))
-            return [desk.order(self, symbol, side, quantity, desk.price(symbol, through),
-                               TimeInForce.FOK)]
-        # Never a resting order: the venue has no self-trade prevention, and a momentum
-        # trader's next order would trade against his own resting one (a wash trade).
-        return [desk.order(self, symbol, side, quantity, desk.price(symbol, through // 3),
-                           TimeInForce.IOC)]
-
-
-class FatFinger(Trader):
-    name, account, weight = "fred", "ACC-ALPHA", 12
-    slips = ("max_qty", "price_collar", "max_notional", "tick_size", "lot_size")
-
-    def __init__(self) -> None:
-        self.slipped = 0
-
-    def act(self, desk: Desk) -> list[Command]:
-        rng = desk.rng
-        if rng.random() >= 0.3:  # an ordinary passive order
-            symbol = rng.choice(("AAPL", "MSFT", "SPY"))
-            side = _side(rng)
-            price = desk.price(symbol, _away(side, rng.randint(2, 8) * desk.step(symbol)))
-            return [desk.order(self, symbol, side, rng.randint(1, 5) * 10, price)]
-        slip = self.slips[self.slipped % len(self.slips)]
-        self.slipped += 1
-        side = _side(rng)
-        if slip == "max_qty":  # three zeros too many
-            quantity = rng.randint(1, 5) * 10_000 + rng.randint(1, 9) * 1000
-            return [desk.order(self, "AAPL", side, quantity, desk.price("AAPL", 0))]
-        if slip == "price_collar":  # a digit slipped: 15-60% away from the market
-            symbol = rng.choice(("AAPL", "MSFT", "SPY", "TSLA"))
-            off = int(desk.mid_ticks(symbol) * rng.uniform(0.15, 0.6))
-            return [desk.order(self, symbol, side, rng.randint(1, 5) * 10,
-                               desk.price(symbol, off if rng.random() < 0.5 else -off))]
-        if slip == "max_notional":  # within max_qty, but over 1,000,000
-            if rng.random() < 0.5:
-                return [desk.order(self, "BRKA", side, rng.randint(2, 4), desk.price("BRKA", 0))]
-            return [desk.order(self, "MSFT", side, rng.randint(26, 90) * 100,
-                               desk.price("MSFT", 0))]
-        if slip == "tick_size":  # half a tick
-            symbol = rng.choice(("AAPL", "MSFT", "SPY"))
-            price = desk.price(symbol, _away(side, desk.step(symbol))) + desk.tick(symbol) / 2
-            return [desk.order(self, symbol, side, rng.randint(1, 5) * 10, price)]
-        # lot_size: an odd lot on the round-lot board
-        quantity = rng.randint(1, 30) * 100 + rng.randint(1, 99)
-        return [desk.order(self, "PENNY", side, quantity, desk.price("PENNY", 0))]
-
-
-class Restricted(Trader):
-    """Tries what the firm does not allow her to trade; trades small otherwise."""
-
-    name, account, weight = "rita", "ACC-GAMMA", 6
-    probes = ("RSTR", "TSLA", UNKNOWN_SYMBOL, "NEWCO", UNKNOWN_ACCOUNT, "max_qty")
-
-    def __init__(self) -> None:
-        self.probed = 0
-
-    def act(self, desk: Desk) -> list[Command]:
-        rng = desk.rng
-        side = _side(rng)
-        if rng.random() >= 0.5:
-            symbol = rng.choice(("AAPL", "MSFT", "SPY"))
-            through = 2 * desk.step(symbol) * (1 if side == Side.BUY else -1)
-            return [desk.order(self, symbol, side, rng.randint(1, 4) * 5,
-                               desk.price(symbol, through), TimeInForce.IOC)]
-        probe = self.probes[self.probed % len(self.probes)]
-        self.probed += 1
-        quantity = rng.randint(1, 10) * 10
-        if probe == "RSTR":  # firm-wide restricted list
-            return [desk.order(self, "RSTR", side, quantity, Decimal("42.00"))]
-        if probe == "TSLA":  # on ACC-GAMMA's own restricted list
-            return [desk.order(self, "TSLA", side, quantity, desk.price("TSLA", 0))]
-        if probe == UNKNOWN_SYMBOL:
-            return [desk.order(self, UNKNOWN_SYMBOL, side, quantity, Decimal("10.00"))]
-        if probe == "NEWCO":  # listed, but no reference price: rejected, never "no check"
-            price = None if rng.random() < 0.3 else Decimal(rng.randint(900, 1100)) / 100
-            return [desk.order(self, "NEWCO", side, quantity, price)]
-        if probe == UNKNOWN_ACCOUNT:
-            return [desk.order(self, "AAPL", side, quantity, desk.price("AAPL", 0),
-                               account=UNKNOWN_ACCOUNT)]
-        # ACC-GAMMA's max_order_quantity is 5000, below the firm default of 10000
-        quantity = rng.randint(51, 99) * 100
-        return [desk.order(self, "PENNY", side, quantity, desk.price("PENNY", 0))]
-
-
-class Resender(Trader):
-    name, account, weight = "dave", "ACC-ALPHA", 14
-
-    def act(self, desk: Desk) -> list[Command]:
-        rng = desk.rng
-        symbol = rng.choice(("AAPL", "MSFT", "SPY"))
-        side = _side(rng)
-        price = desk.price(symbol, _away(side, rng.randint(2, 10) * desk.step(symbol)))
-        tif = TimeInForce.IOC if rng.random() < 0.5 else TimeInForce.DAY
-        order = desk.order(self, symbol, side, rng.randint(1, 10) * 10, price, tif)
-        r = rng.random()
-        if r < 0.5:  # same order, new client id, within the window: the duplicate control
-            return [order, order.model_copy(update={"client_order_id": desk.client_id(self.name)})]
-        if r < 0.7:  # same client id: idempotent, answered with the original outcome
-            return [order, order]
-        if r < 0.8:  # same client id, different size: a conflict, nothing journaled
-            return [order, order.model_copy(update={"quantity": order.quantity + 1})]
-        return [order]
-
-
-class CreditHog(Trader):
-    """Rests GTC bids below the market until the credit limit refuses the next one."""
-
-    name, account, weight = "cora", "ACC-BETA", 8
-
-    def act(self, desk: Desk) -> list[Command]:
-        rng = desk.rng
-        symbol = rng.choice(("AAPL", "MSFT", "SPY"))
-        # Inside SPY's 5% LULD band (tier 1): the credit limit is what refuses her.
-        below = int(desk.mid_ticks(symbol) * rng.uniform(0.02, 0.045))
-        price = desk.price(symbol, -below)
-        quantity = int(Decimal(rng.randint(150, 350) * 1000) / price)
-        return [desk.order(self, symbol, Side.BUY, quantity, price, TimeInForce.GTC)]
-
-
-class BlockDesk(Trader):
-    """Builds firm-wide exposure with large resting GTC bids far below the market until the
-    firm's aggregate limit refuses one — while its own account is still under its own limit
-    (15c3-5(c)(1)(i): the firm-wide check) — then pulls its blocks and starts again."""
-
-    name, account, weight = "bob", "ACC-DELTA", 6
-    notional = Decimal(1_900_000)  # under ACC-DELTA's 2,000,000 max_order_notional
-
-    def __init__(self) -> None:
-        self.blocks: list[UUID] = []
-        self.refused = False
-
-    def act(self, desk: Desk) -> list[Command]:
-        if self.refused:
-            self.refused = False
-            pulled, self.blocks = self.blocks, []
-            return [CancelOrder(order_id=block, actor=self.name, source=Source.DEMO)
-                    for block in pulled]
-        rng = desk.rng
-        # Far below the market, yet inside SPY's 5% LULD band (tier 1).
-        below = int(desk.mid_ticks("SPY") * rng.uniform(0.03, 0.045))
-        price = desk.price("SPY", -below)
-        quantity = int(self.notional / price)
-        return [desk.order(self, "SPY", Side.BUY, quantity, price, TimeInForce.GTC)]
-
-    def observe(self, command: Command, outcome: Outcome | BaseException) -> None:
-        if not isinstance(command, SubmitOrder) or not isinstance(outcome, Outcome):
-            return
-        order = outcome.order
-        if order is None:
-            return
-        if order["status"] in LIVE:
-            self.blocks.append(UUID(order["order_id"]))
-        elif order["reject"] and order["reject"]["control"] == "firm_credit":
-            self.refused = True
-
-
-class ShortSeller(Trader):
-    """Sells short on ACC-BETA under the Reg SHO rules, while the risk desk (``rose``) works
-    around her: locates requested and granted, a halt and its resumption, a Rule 201
-    restriction, a suspension, and now and then an order for an account not hers."""
-
-    name, account, weight = "sasha", "ACC-BETA", 6
-    desk_officer, desk_checker = "rose", "raj"
-    script = ("no_locate", "locate", "short", "throttle", "short", "halt", "halted_order",
-              "resume", "ssr", "ssr_short", "not_mine", "suspend", "suspended_order", "reinstate",
-              "short", "luld", "kill", "killed_order", "reset", "short")
-
-    def __init__(self) -> None:
-        self.step = 0
-        self.restricted = False
-
-    def _risk(self, command: type[Command], **fields: Any) -> Command:
-        return command(actor=self.desk_officer, source=Source.DEMO,  # type: ignore[call-arg]
-                       **fields)
-
-    def act(self, desk: Desk) -> list[Command]:
-        rng = desk.rng
-        what = self.script[self.step % len(self.script)]
-        self.step += 1
-        symbol = "AAPL"
-        above = desk.price(symbol, rng.randint(3, 8) * desk.step(symbol))  # above the bid
-        short = desk.order(self, symbol, Side.SELL_SHORT, rng.randint(1, 5) * 10, above,
-                           strategy=f"{self.name}-shorts")
-        if what == "no_locate":  # before any locate: Reg SHO 203(b)(1) refuses it
-            return [desk.order(self, "MSFT", Side.SELL_SHORT, 10,
-                               desk.price("MSFT", 5 * desk.step("MSFT")))]
-        if what == "locate":
-            locate_id = uuid.UUID(int=rng.getrandbits(128), version=4)
-            expires = utc_now_ns() + 3600 * 1_000_000_000
-            return [RequestLocate(locate_id=locate_id, account_id=self.account, symbol=symbol,
-                                  quantity=2_000, reason="short AAPL", actor=self.name,
-                                  source=Source.DEMO),
-                    self._risk(GrantLocate, locate_id=locate_id, quantity=1_500,
-                               expires_at_ns=expires, reason="easy to borrow")]
-        if what == "throttle":
-            return self._throttle(desk)
-        if what == "halt":
-            return [self._risk(HaltSymbol, symbol="MSFT", reason="news pending")]
-        if what == "halted_order":
-            return [desk.order(self, "MSFT", Side.BUY, 10, desk.price("MSFT", -desk.step("MSFT")))]
-        if what == "resume":
-            return [self._risk(ResumeSymbol, symbol="MSFT", reason="news out")]
-        if what == "ssr":
-            if self.restricted:
-                return [short]
-            self.restricted = True
-            return [self._risk(TriggerShortSaleRestriction, symbol=symbol,
-                               reason="listing market notice (Rule 201)")]
-        if what == "ssr_short":  # at the bid or below while restricted: refused
-            return [desk.order(self, symbol, Side.SELL_SHORT, 10,
-                               desk.price(symbol, -40 * desk.step(symbol)))]
-        if what == "not_mine":  # 15c3-5(c)(2)(iii): ACC-ALPHA is not hers
-            return [desk.order(self, symbol, Side.BUY, 10, desk.price(symbol, -desk.step(symbol)),
-                               account="ACC-ALPHA")]
-        if what == "suspend":
-            return [self._risk(SuspendAccount, account_id="ACC-GAMMA", reason="margin call")]
-        if what == "suspended_order":
-            return [desk.order(self, symbol, Side.BUY, 10, desk.price(symbol, -desk.step(symbol)),
-                               account="ACC-GAMMA")]
-        if what == "reinstate":
-            return [self._risk(ReinstateAccount, account_id="ACC-GAMMA", reason="margin met")]
-        if what == "luld":  # 7% under SPY: inside the firm's 10% collar, outside its 5% band
-            return [desk.order(self, "SPY", Side.BUY, 10,
-                               desk.price("SPY", -desk.mid_ticks("SPY") * 7 // 100))]
-        if what == "kill":  # a drill: her resting orders are canceled, new ones refused
-            return [self._risk(TripKillSwitch, scope=f"strategy:{self.name}-shorts",
-                               reason="drill")]
-        if what == "killed_order":
-            return [short]
-        if what == "reset":
-            return [self._risk(ResetKillSwitch, scope=f"strategy:{self.name}-shorts",
-                               reason="drill over")]
-        return [short]
-
-
-    def _throttle(self, desk: Desk) -> list[Command]:
-        """A governed cut of the per-strategy order rate (requested by rose, approved by raj:
-        maker-checker), a burst of a new strategy that runs into it (15c3-5 throttle), and
-        the limit restored the same way, all in one engine cycle: a second is far longer
-        than the burst, so exactly the orders past the cut are refused, whatever the timing."""
-        field, cut, burst = "strategy_max_orders_per_second", 2, 4
-        before = str(getattr(desk.firm_limits(), field))
-        cut_id, restore_id = (uuid.UUID(int=desk.rng.getrandbits(128), version=4)
-                              for _ in range(2))
-        orders = [desk.order(self, "AAPL", Side.BUY, 10,
-                             desk.price("AAPL", -(5 + n) * desk.step("AAPL")),
-                             TimeInForce.IOC, strategy=f"{self.name}-burst")
-                  for n in range(burst)]
-        return [
-            self._risk(RequestLimitChange, change_id=cut_id, scope="firm", field=field,
-                       value=str(cut), reason="throttle drill"),
-            ApproveLimitChange(change_id=cut_id, actor=self.desk_checker, source=Source.DEMO,
-                               reason="throttle drill"),
-            *orders,
-            self._risk(RequestLimitChange, change_id=restore_id, scope="firm", field=field,
-                       value=before, reason="throttle drill over"),
-            ApproveLimitChange(change_id=restore_id, actor=self.desk_checker,
-                               source=Source.DEMO, reason="throttle drill over"),
-        ]
-
-
-def traders() -> list[Trader]:
-    return [MarketMaker(), Momentum(), FatFinger(), Restricted(), Resender(), CreditHog(),
-            BlockDesk(), ShortSeller()]
 
 
 # --------------------------------------------------------------------------- the result
@@ -615,9 +184,17 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
     # A session added to an existing log (--keep) draws other orders than the first one: the
     # same orders again within the duplicate window would be (rightly) rejected as duplicates.
     rng = random.Random(seed if start_position == 0 else f"{seed}/{start_position}")
-    desk = Desk(system, rng, session=f"s{start_position}")
-    crowd = traders()
-    weights = [t.weight for t in crowd]
+    liquidity = engine.venue.liquidity
+    if not isinstance(liquidity, SyntheticLiquidity):
+        raise ValueError("the demo needs the venue's liquidity provider: "
+                         "Settings(liquidity_provider=True)")
+    instruments = {i.symbol: i for i in system.config.instruments}
+    desk = Desk(rng, instruments)
+    crowd = Crowd(
+        demo_traders.crowd(desk), rng=rng, session=f"s{start_position}",
+        desk=RiskDesk(rng, utc_now_ns, lambda name: getattr(engine.book.firm, name)),
+        execute=engine.execute, market=partial(_quotes, liquidity, instruments),
+        burst=demo_traders.ThrottleBurst(desk))
     outcomes: Counter[str] = Counter()
     errors: list[str] = []
     sent = commands = cycles = 0
@@ -627,24 +204,16 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
     if opening is not None:
         errors.append(opening)
     while sent < orders:
-        size = rng.randint(*CYCLE_SIZE)
-        batch: list[tuple[Trader, Command]] = []
-        while len(batch) < size and sent < orders:
-            trader = rng.choices(crowd, weights)[0]
-            for command in trader.act(desk):
-                if isinstance(command, SubmitOrder):
-                    if sent == orders:
-                        break
-                    sent += 1
-                batch.append((trader, command))
-        results = engine.execute([command for _, command in batch])
+        results = crowd.cycle(rng.randint(*CYCLE_SIZE), orders - sent)
+        if not results:
+            break  # every trader stopped (see the errors)
         cycles += 1
-        commands += len(batch)
-        for (trader, command), outcome in zip(batch, results, strict=True):
+        commands += len(results)
+        for command, outcome in results:
+            sent += isinstance(command, SubmitOrder)
             outcomes[_classify(command, outcome)] += 1
             if isinstance(outcome, BaseException):
-                errors.append(f"{type(command).__name__} by {trader.name}: {outcome!r}")
-            trader.observe(command, outcome)
+                errors.append(f"{type(command).__name__} by {command.actor}: {outcome!r}")
         if progress is not None:
             progress(sent, orders)
 
@@ -657,14 +226,11 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
     else:
         errors.append(f"CloseTradingDay: {close!r}")
     # A late order after the close: no trading day is open, so the session control refuses.
-    late = SubmitOrder(client_order_id=desk.client_id("lara"), account_id="ACC-BETA",
-                       symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT,
-                       limit_price=desk.price("AAPL", -desk.step("AAPL")),
-                       time_in_force=TimeInForce.DAY, actor="lara", source=Source.DEMO)
-    late_outcome = engine.execute([late])[0]
-    commands += 1
+    for command, outcome in crowd.alone(demo_traders.LateTrader(desk)):
+        commands += 1
+        outcomes[_classify(command, outcome)] += 1
     cycles += 1
-    outcomes[_classify(late, late_outcome)] += 1
+    errors += crowd.errors
     trading_seconds = time.perf_counter() - started
 
     caught_up = time.perf_counter()
@@ -694,6 +260,18 @@ def run_session(system: System, *, orders: int = DEFAULT_ORDERS, seed: int = DEF
                      or settings.database_url
                      else str((settings.data_dir / "read_models.sqlite").resolve())),
         errors=errors)
+
+
+def _quotes(liquidity: SyntheticLiquidity, instruments: dict[str, Instrument],
+            now: int) -> list[Quote]:
+    """The liquidity provider's mid of each symbol, a tick either side (its midpoint)."""
+    quotes = []
+    for symbol, instrument in instruments.items():
+        mid = liquidity.mid(symbol)
+        if mid is not None:
+            tick = instrument.tick_size
+            quotes.append(Quote(VENUE, symbol, mid - tick, 0, mid + tick, 0, now))
+    return quotes
 
 
 def _open_day(system: System) -> str | None:

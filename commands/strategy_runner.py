@@ -10,6 +10,9 @@ ids are ``<strategy_id>-<n>``: unique per strategy and deterministic for a run.
 sends what the callback asked for once it returns (``send``: ``Engine.execute`` in the
 caller's thread, or ``engine_sender`` through the engine thread), and turns outcomes and the
 events of the strategy's orders (read from the store's log) into ``on_order`` updates.
+Without ``send`` it runs in batch mode: the caller ``take``s what the strategy asked for,
+sends it with other runners' commands in one engine cycle and ``deliver``s the outcomes
+(the demo's crowd of traders, ``commands.demo_runner``).
 ``StrategyThread`` drives a runner from a market-data source and a timer in a thread of
 its own (paper trading under ``marketlog serve``).
 
@@ -124,13 +127,16 @@ def consolidate(symbol: str, quotes: Iterable[Quote]) -> Nbbo:
 class StrategyRunner:
     """Runs one strategy: implements its context, sends its orders, follows their events."""
 
-    def __init__(self, strategy: Strategy, *, actor: str, account_id: str, send: Send,
-                 clock: Callable[[], int]) -> None:
+    def __init__(self, strategy: Strategy, *, actor: str, account_id: str, send: Send | None,
+                 clock: Callable[[], int], source: Source = Source.STRATEGY,
+                 client_id_prefix: str | None = None) -> None:
         self.strategy = strategy
         self.actor = actor
         self.account_id = account_id
-        self.send = send
+        self.send = send  # None: batch mode (take/deliver)
         self.clock = clock
+        self.source = source
+        self.client_id_prefix = client_id_prefix or strategy.strategy_id
         self.status = CREATED
         self.errors: list[str] = []
         self.orders_sent = 0
@@ -144,6 +150,7 @@ class StrategyRunner:
         self._quotes: dict[str, dict[str, Quote]] = {}  # symbol -> venue -> quote
         self._nbbo: dict[str, Nbbo] = {}
         self._intents: list[tuple[Command, _Tracked]] = []
+        self._taken: list[tuple[Command, _Tracked]] = []  # batch mode: sent, not answered
         self._next_timer_ns = 0
 
     # ------------------------------------------------------------ the context (strategy side)
@@ -158,15 +165,19 @@ class StrategyRunner:
 
     def submit(self, symbol: str, side: str, quantity: int, price: Decimal | None = None,
                time_in_force: str = "day") -> str:
+        return self._submit(self.account_id, symbol, side, quantity, price, time_in_force)
+
+    def _submit(self, account_id: str, symbol: str, side: str, quantity: int,
+                price: Decimal | None, time_in_force: str) -> str:
         self._sequence += 1
-        client_order_id = f"{self.strategy_id}-{self._sequence}"
+        client_order_id = f"{self.client_id_prefix}-{self._sequence}"
         # Built (validated) now: a malformed order raises in the strategy's own callback.
         command = SubmitOrder(
-            client_order_id=client_order_id, account_id=self.account_id, symbol=symbol,
+            client_order_id=client_order_id, account_id=account_id, symbol=symbol,
             side=side, quantity=quantity,  # type: ignore[arg-type]
             order_type=OrderType.MARKET if price is None else OrderType.LIMIT,
             limit_price=price, time_in_force=time_in_force,  # type: ignore[arg-type]
-            strategy=self.strategy_id, actor=self.actor, source=Source.STRATEGY)
+            strategy=self.strategy_id, actor=self.actor, source=self.source)
         tracked = _Tracked(client_order_id, symbol, side, quantity, price)
         self._orders[client_order_id] = tracked
         self._intents.append((command, tracked))
@@ -176,7 +187,7 @@ class StrategyRunner:
         tracked = self._live(client_order_id)
         if tracked is not None and tracked.order_id is not None:
             self._intents.append((CancelOrder(order_id=tracked.order_id, actor=self.actor,
-                                              source=Source.STRATEGY), tracked))
+                                              source=self.source), tracked))
 
     def replace(self, client_order_id: str, quantity: int | None = None,
                 price: Decimal | None = None) -> None:
@@ -184,7 +195,7 @@ class StrategyRunner:
         if tracked is not None and tracked.order_id is not None:
             self._intents.append((ReplaceOrder(order_id=tracked.order_id, quantity=quantity,
                                                limit_price=price, actor=self.actor,
-                                               source=Source.STRATEGY), tracked))
+                                               source=self.source), tracked))
 
     def position(self, symbol: str) -> int:
         return self._positions[symbol]
@@ -320,8 +331,8 @@ class StrategyRunner:
         if self.status != RUNNING:
             return
         pending: list[OrderUpdate] = []
-        if not self._call(callback, *args):
-            return
+        if not self._call(callback, *args) or self.send is None:
+            return  # batch mode: the caller takes the intents
         for _ in range(MAX_ROUNDS):
             pending.extend(self._flush())
             if not pending or self.status != RUNNING:
@@ -347,14 +358,48 @@ class StrategyRunner:
             self._intents.clear()
             return []
         intents, self._intents = self._intents, []
+        assert self.send is not None
         outcomes = self.send([command for command, _ in intents])
         self.orders_sent += sum(isinstance(c, SubmitOrder) for c, _ in intents)
+        return self._apply_outcomes(intents, outcomes)
+
+    def _apply_outcomes(self, intents: list[tuple[Command, _Tracked]],
+                        outcomes: Sequence[Outcome | BaseException]) -> list[OrderUpdate]:
         updates = []
         for (command, tracked), outcome in zip(intents, outcomes, strict=True):
             update = self._apply_outcome(command, tracked, outcome)
             if update is not None:
                 updates.append(update)
         return updates
+
+    # ------------------------------------------------------------ batch mode
+
+    def take(self, max_orders: int | None = None) -> list[Command]:
+        """The commands the strategy asked for since the last ``take``, in the order asked,
+        to send in the caller's engine cycle; answer with ``deliver``. Past ``max_orders``
+        new orders, the rest are dropped as never asked (the caller's order budget)."""
+        intents, self._intents = ([], []) if self.status != RUNNING else (self._intents, [])
+        if max_orders is not None:
+            kept: list[tuple[Command, _Tracked]] = []
+            for command, tracked in intents:
+                if isinstance(command, SubmitOrder):
+                    if max_orders <= 0:
+                        self._orders.pop(command.client_order_id, None)
+                        continue
+                    max_orders -= 1
+                kept.append((command, tracked))
+            intents = kept
+        self._taken += intents
+        self.orders_sent += sum(isinstance(c, SubmitOrder) for c, _ in intents)
+        return [command for command, _ in intents]
+
+    def deliver(self, outcomes: Sequence[Outcome | BaseException]) -> None:
+        """The outcomes of what was taken, in order: ``on_order`` for each update (what the
+        strategy asks for in it waits for the next ``take``)."""
+        taken, self._taken = self._taken, []
+        for update in self._apply_outcomes(taken, outcomes):
+            if self.status == RUNNING:
+                self._call(self.strategy.on_order, update)
 
     def _apply_outcome(self, command: Command, t: _Tracked,
                        outcome: Outcome | BaseException) -> OrderUpdate | None:

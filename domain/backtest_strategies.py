@@ -9,9 +9,9 @@ goes long and flat at random, so it has no edge and any good result is luck; ``T
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from decimal import Decimal
+from random import Random
 
 from domain.market_data import Nbbo, Quote
 from domain.strategy import BaseStrategy, StrategyContext
@@ -73,7 +73,7 @@ class RandomEntries(_LongFlat):
     def __init__(self, symbol: str = "SPY", quantity: int = 100, seed: int = 0,
                  switch_probability: float = 0.02) -> None:
         super().__init__(symbol, quantity)
-        self.rng = random.Random(seed)
+        self.rng = Random(seed)
         self.switch_probability = switch_probability
         self.long = False
 

@@ -3,16 +3,16 @@ returns, and the distribution of outcomes.
 
 Synthetic paths are geometric Brownian motion with a regime's drift and volatility
 (annualised, per step ``dt`` in years): ``S[t+1] = S[t] * exp((mu - sigma^2/2) dt +
-sigma sqrt(dt) Z)``. Every function takes its ``random.Random`` or seed: the same seed gives
+sigma sqrt(dt) Z)``. Every function takes its ``Random`` or seed: the same seed gives
 the same numbers on every machine (Python's Mersenne Twister and ``gauss`` are specified).
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from random import Random
 from typing import NamedTuple
 
 from domain.backtest_metrics import max_drawdown
@@ -32,7 +32,7 @@ REGIMES: dict[str, Regime] = {
 }
 
 
-def gbm_path(start: float, steps: int, regime: Regime, dt: float, rng: random.Random
+def gbm_path(start: float, steps: int, regime: Regime, dt: float, rng: Random
              ) -> list[float]:
     drift = (regime.drift - regime.volatility ** 2 / 2) * dt
     shock = regime.volatility * math.sqrt(dt)
@@ -61,7 +61,7 @@ def ticks_from_path(prices: Sequence[float], symbol: str = "SPY", *, start_ns: i
 def bootstrap_returns(returns: Sequence[float], runs: int, seed: int,
                       length: int | None = None) -> list[list[float]]:
     """``runs`` resamples (with replacement) of the per-period returns."""
-    rng = random.Random(seed)
+    rng = Random(seed)
     n = length or len(returns)
     if not returns:
         return [[0.0] * n for _ in range(runs)]

@@ -4,7 +4,7 @@ Each trader is a ``BaseStrategy`` whose ``on_timer`` is one decision (the demo w
 trader it draws); its orders go through its context (``submit``/``cancel``/``replace``)
 and it learns what became of them in ``on_order`` — the one way orders are generated, in
 the demo as under ``marketlog serve``. Everything they decide comes from a seeded
-``random.Random`` passed in (``Desk``) and from the NBBO their context reports: no clock.
+``Random`` passed in (``Desk``) and from the NBBO their context reports: no clock.
 
 Three things a breach-every-control session needs do not fit the trading API, and the
 demo's context (``DemoContext``, implemented by ``commands.demo_runner.DemoRunner``) adds
@@ -25,8 +25,8 @@ them, narrowly:
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
+from random import Random
 from typing import Protocol
 
 from domain.instruments import Instrument
@@ -54,7 +54,7 @@ class Desk:
     orders already sent (only the resender repeats one on purpose, so the duplicate control
     fires exactly when it should)."""
 
-    def __init__(self, rng: random.Random, instruments: dict[str, Instrument]) -> None:
+    def __init__(self, rng: Random, instruments: dict[str, Instrument]) -> None:
         self.rng = rng
         self.instruments = instruments
         self._keys: set[tuple[str, str, str, int, Decimal | None]] = set()
@@ -92,7 +92,7 @@ class Desk:
         return quantity
 
 
-def _side(rng: random.Random) -> Side:
+def _side(rng: Random) -> Side:
     return Side.BUY if rng.random() < 0.5 else Side.SELL
 
 

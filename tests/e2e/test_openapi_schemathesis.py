@@ -79,6 +79,8 @@ ACTING: dict[tuple[str, str], str] = {
     ("POST", "/limits/requests/{change_id}/approve"): "raj",  # not the requester
     ("POST", "/limits/requests/{change_id}/reject"): "rose",
     ("POST", "/users"): "admin",
+    ("POST", "/strategies/{strategy_id}/start"): "rose",
+    ("POST", "/strategies/{strategy_id}/stop"): "rose",
     ("POST", "/users/{username}/disable"): "admin",
     ("POST", "/users/{username}/entitlements"): "admin",
     ("POST", "/users/{username}/entitlements/revoke"): "admin",
@@ -185,7 +187,11 @@ def test_every_operation_has_an_acting_user() -> None:
 # --------------------------------------------------------- what the document must say
 
 ENGINE_STATE_READS = {("get", p) for p in ("/instruments", "/accounts", "/trading-day",
-                                           "/symbols", "/locates", "/limits", "/users")}
+                                           "/symbols", "/locates", "/limits", "/users",
+                                           "/strategies")}
+# The paper-trading desk's own state: stopping a strategy needs neither a database nor
+# the engine (starting one does: its 503).
+ENGINE_STATE_READS.add(("post", "/strategies/{strategy_id}/stop"))
 
 
 # Answers that are files, not JSON: documented with their own media type.

@@ -193,6 +193,8 @@ class OrderBook:
         if type(msg) is AddOrder:
             if msg.ref in self.orders:
                 raise BookInvariantBroken(f"add of order reference {msg.ref} already resting")
+            if msg.shares <= 0:  # refused before the order is stored: nothing half-applied
+                raise BookInvariantBroken(f"add of {msg.shares} shares")
             is_buy = msg.side == b"B"
             self.orders[msg.ref] = [is_buy, msg.price, msg.shares]
             if self._add_level(is_buy, msg.price, msg.shares, 1):
@@ -229,6 +231,8 @@ class OrderBook:
             if msg.new_ref in self.orders:
                 raise BookInvariantBroken(
                     f"replace to order reference {msg.new_ref} already resting")
+            if msg.shares <= 0:  # refused before the old order is taken off
+                raise BookInvariantBroken(f"replace with {msg.shares} shares")
             buy = bool(order[0])
             moved = self._reduce(msg.ref, order, order[2], "replace")
             self.orders[msg.new_ref] = [buy, msg.price, msg.shares]

@@ -498,11 +498,10 @@ def rebuild(
     console.print(f"rebuilt the read models from {events:,} events into {_redacted(into)}")
     console.print(f"digest {rebuilt}")
     if compare_live:
-        from infrastructure.bootstrap import open_read_side
+        from infrastructure.bootstrap import caught_up_read_side
 
-        read = open_read_side(settings)
+        read = caught_up_read_side(settings)
         try:
-            read.projections.catch_up()
             with read.read_models.connect() as conn:
                 live = digest(conn)
         finally:
@@ -546,14 +545,13 @@ def audit(
 
     The read models are caught up with the log first, so the trail is complete up to now.
     """
-    from infrastructure.bootstrap import open_read_side
+    from infrastructure.bootstrap import caught_up_read_side
     from projections.queries import audit_events
 
     settings = _settings()
     _open_store(settings).close()  # a clear error instead of an empty new store
-    read = open_read_side(settings)
+    read = caught_up_read_side(settings)
     try:
-        read.projections.catch_up()
         with read.read_models.connect() as conn:
             events = audit_events(conn, account_id=account, order_id=order, limit=limit,
                                   after=after)

@@ -32,7 +32,7 @@ def cat(
     the command (exit 1) naming it, and nothing is written.
     """
     from api.cli import _console, _fail, _open_store, _settings, _table
-    from infrastructure.bootstrap import open_read_side
+    from infrastructure.bootstrap import caught_up_read_side
 
     try:
         # Exactly YYYY-MM-DD, as the API takes it (fromisoformat alone also reads 20260102).
@@ -44,9 +44,8 @@ def cat(
     settings = _settings()
     firm = Firm.of(load_config(settings.config_file).cat)
     _open_store(settings).close()  # a clear error instead of an empty new store
-    read = open_read_side(settings)
+    read = caught_up_read_side(settings)
     try:
-        read.projections.catch_up()
         with read.read_models.connect() as conn:
             files = generate(conn, firm, trading_date)
     except CatError as exc:

@@ -36,6 +36,7 @@ def lineage(
     Exit 1 when a record's chain check fails, 2 when the order is unknown.
     """
     from api import cli  # at call time: api.cli imports this module
+    from infrastructure.bootstrap import caught_up_read_side
     from projections.lineage import order_lineage
 
     try:
@@ -44,7 +45,7 @@ def lineage(
         raise cli._fail(f"{order_id!r} is not an order id (a UUID)", 2) from None
     settings = cli._settings()
     cli._open_store(settings).close()  # a clear error instead of an empty new store
-    read = _caught_up(settings)
+    read = caught_up_read_side(settings)
     try:
         with read.read_models.connect() as conn:
             found = order_lineage(conn, str(UUID(order_id)), read.store)
@@ -129,6 +130,7 @@ def export(
     export-verify DIR`.
     """
     from api import cli  # at call time: api.cli imports this module
+    from infrastructure.bootstrap import caught_up_read_side
     from projections import exports
 
     try:
@@ -150,7 +152,7 @@ def export(
             head = exports.chain_head(store, through)
     finally:
         store.close()
-    read = _caught_up(settings, head.position)
+    read = caught_up_read_side(settings, head.position)
     try:
         if read.projections.position < head.position:
             raise cli._fail(f"the read models reached position {read.projections.position}, "
@@ -217,29 +219,3 @@ def register(app: typer.Typer) -> None:
     app.command()(lineage)
     app.command()(export)
     app.command("export-verify")(export_verify)
-
-
-def _caught_up(settings: Any, position: int | None = None, attempts: int = 50) -> Any:
-    """The read side, its read models brought up to ``position`` (default: the head).
-
-    A serving engine's projector may be writing the same read models: this process's
-    catch-up then meets its positions moving (``ConcurrentProjectionError``), and the
-    answer is to start again from where that projector got to, not to fail."""
-    import time
-
-    from infrastructure.bootstrap import open_read_side
-    from projections.runner import ConcurrentProjectionError
-
-    for _ in range(attempts):
-        read = open_read_side(settings)
-        try:
-            read.projections.catch_up()
-        except ConcurrentProjectionError:
-            read.close()
-            time.sleep(0.05)
-            continue
-        if position is None or read.projections.position >= position:
-            return read
-        read.close()
-        time.sleep(0.05)
-    return open_read_side(settings)  # the caller reports how far the read models got

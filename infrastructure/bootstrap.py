@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,6 +171,32 @@ def open_read_side(settings: Settings) -> ReadSide:
     else:
         runner = ProjectionRunner(read_models, store, settings.projection_batch)
     return ReadSide(settings, store, read_models, runner)
+
+
+def caught_up_read_side(settings: Settings, position: int | None = None,
+                        attempts: int = 50) -> ReadSide:
+    """The read side with its read models brought up to ``position`` (default: the head),
+    for a command-line reader.
+
+    A serving engine's projector may be writing the same read models: this process's
+    catch-up then meets their positions moving (``ConcurrentProjectionError``), and the
+    answer is to start again from where that projector got to, not to fail. After
+    ``attempts`` the read side is returned as it is; the caller reports how far it got."""
+    from projections.runner import ConcurrentProjectionError
+
+    for _ in range(attempts):
+        read = open_read_side(settings)
+        try:
+            read.projections.catch_up()
+        except ConcurrentProjectionError:
+            read.close()
+            time.sleep(0.05)
+            continue
+        if position is None or read.projections.position >= position:
+            return read
+        read.close()
+        time.sleep(0.05)
+    return open_read_side(settings)
 
 
 def kafka_topics(settings: Settings) -> Topics:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -96,8 +97,6 @@ async def sign_out() -> Response:
 
 def _trading_days(conn: sa.Connection) -> list[str]:
     """Every trading day opened in the log, newest first (from the audit trail)."""
-    import orjson
-
     rows = conn.execute(sa.select(audit_trail.c.payload).where(
         audit_trail.c.event_type == "TradingDayOpened").order_by(audit_trail.c.position))
     days = {orjson.loads(p)["trading_date"] for (p,) in rows}
@@ -120,8 +119,6 @@ def _day_orders(conn: sa.Connection, day_start_ns: int | None, day_end_ns: int |
 
 def _day_bounds(conn: sa.Connection, day: str) -> tuple[int | None, int | None]:
     """The log time from this day's opening to the next day's opening (the CAT day too)."""
-    import orjson
-
     opens = [(ts, orjson.loads(p)["trading_date"]) for ts, p in conn.execute(
         sa.select(audit_trail.c.ts_ns, audit_trail.c.payload).where(
             audit_trail.c.event_type == "TradingDayOpened").order_by(audit_trail.c.position))]
@@ -148,8 +145,9 @@ def compliance_page(request: Request, system: SystemDep, probes: ProbesDep,
         days = _trading_days(conn)
         day = date or (days[0] if days else None)
         bounds = _day_bounds(conn, day) if day else (None, None)
+        # A date no trading day opened on has no orders (not everyone's latest ones).
         orders = _day_orders(conn, *bounds, None if principal.sees_everything
-                             else principal.accounts) if day else []
+                             else principal.accounts) if bounds[0] is not None else []
     options = "".join(f"<option{' selected' if d == day else ''}>{html.escape(d)}</option>"
                       for d in days)
     header = f"""<header><h1>marketlog compliance</h1>

@@ -85,6 +85,9 @@ def test_the_session_cookie_reads_but_never_writes(system: System, day: dict[str
         assert client.get(f"/orders/{day['filled']['order_id']}").status_code == 200
         page = client.get("/compliance")
         assert page.status_code == 200 and day["rejected"]["order_id"] in page.text
+        # A date no trading day opened on lists no orders (not the latest of any day).
+        other_day = client.get("/compliance", params={"date": "2001-01-02"})
+        assert other_day.status_code == 200 and day["rejected"]["order_id"] not in other_day.text
         # ... a write never does: it needs the Authorization header (no CSRF through a page).
         write = client.post("/orders", json=_order(9))
         assert write.status_code == 401

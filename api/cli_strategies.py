@@ -20,7 +20,7 @@ def list_strategies(
     token: Annotated[str | None, typer.Option(envvar="MARKETLOG_TOKEN",
                                               help="Bearer token of the caller.")] = None,
 ) -> None:
-    """Each strategy: id, kind, status, orders sent, fills, positions, errors."""
+    """Each strategy: id, kind, status, run, orders sent, fills, positions, errors."""
     from api.cli import _console, _settings, _table
 
     settings = _settings()
@@ -38,11 +38,12 @@ def list_strategies(
                  else "configured", "account_id": s.account, "orders_sent": 0, "fills": 0,
                  "positions": {}, "errors": []} for s in settings.strategies]
     table = _table(f"Strategies, from {source}")
-    for column in ("id", "kind", "status", "account", "orders", "fills", "positions",
+    for column in ("id", "kind", "status", "run", "account", "orders", "fills", "positions",
                    "errors"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["id"], r["kind"], r["status"], r["account_id"], str(r["orders_sent"]),
-                      str(r["fills"]), " ".join(f"{k}:{v}" for k, v in r["positions"].items()),
+        table.add_row(r["id"], r["kind"], r["status"], str(r.get("run", "")), r["account_id"],
+                      str(r["orders_sent"]), str(r["fills"]),
+                      " ".join(f"{k}:{v}" for k, v in r["positions"].items()),
                       "; ".join(r["errors"]))
     _console().print(table)

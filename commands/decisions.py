@@ -240,6 +240,16 @@ def _certify(ctx: Context, book: BookOfRecord, c: m.CertifyReport) -> Any:
                             c.report, c.trading_date, c.report_sha256, c.reason)
 
 
+def _start_strategy(ctx: Context, book: BookOfRecord, c: m.StartStrategy) -> Any:
+    return book.gov.start_strategy(c.strategy_id, c.run, c.kind, c.account_id, c.params,
+                                   c.actor, c.source, ctx.stamp(), c.reason)
+
+
+def _stop_strategy(ctx: Context, book: BookOfRecord, c: m.StopStrategy) -> Any:
+    return book.gov.stop_strategy(c.strategy_id, c.run, c.actor, c.source, ctx.stamp(),
+                                  c.reason, c.orders_sent, c.fills)
+
+
 Handler = Callable[[Context, BookOfRecord, Any, list[Any], list[Release]], Decision]
 
 GOVERNANCE_HANDLERS: dict[type[Command], Handler] = {
@@ -278,6 +288,8 @@ GOVERNANCE_HANDLERS: dict[type[Command], Handler] = {
         c.account_id, False, c.actor, c.source, x.stamp(), c.reason)),
     m.RecordDenial: _governed(_deny),
     m.CertifyReport: _governed(_certify),
+    m.StartStrategy: _governed(_start_strategy),
+    m.StopStrategy: _governed(_stop_strategy),
 }
 HANDLERS: dict[type[Command], Handler] = {
     SubmitOrder: submit_order,

@@ -297,6 +297,35 @@ class CertifyReport(Governed):
     report_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+StrategyId = Annotated[str, Field(min_length=1, max_length=41,
+                                  pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Run = Annotated[int, Field(strict=True, gt=0, lt=2**31)]
+Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+class StartStrategy(Governed):
+    """Open the next run of a paper-trading strategy (recorded before it sends anything).
+
+    ``run`` is the run being opened, the last recorded run + 1: a resend is refused."""
+
+    strategy_id: StrategyId
+    run: Run
+    kind: Identifier
+    account_id: Identifier
+    params: dict[Annotated[str, Field(min_length=1, max_length=64)],
+                 Annotated[str, Field(max_length=200)]] = Field(default_factory=dict)
+
+
+class StopStrategy(Governed):
+    """Record the end of a strategy's run (its user's stop, a kill switch, an error or the
+    server's shutdown), with what the runner counted."""
+
+    strategy_id: StrategyId
+    run: Run
+    orders_sent: Count | None = None
+    fills: Count | None = None
+
+
 class RecordDenial(Acting):
     action: Annotated[str, Field(max_length=200)]
     account_id: str | None = None
@@ -307,7 +336,7 @@ GOVERNANCE_COMMANDS = (
     HaltSymbol, ResumeSymbol, TriggerShortSaleRestriction, RequestLocate, GrantLocate,
     TripKillSwitch, ResetKillSwitch, RequestLimitChange, ApproveLimitChange, RejectLimitChange,
     CreateUser, DisableUser, Entitle, RevokeEntitlement, IssueApiKey, RevokeApiKey,
-    SuspendAccount, ReinstateAccount, RecordDenial, CertifyReport,
+    SuspendAccount, ReinstateAccount, RecordDenial, CertifyReport, StartStrategy, StopStrategy,
 )
 
 Command = (SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTradingDay
@@ -315,6 +344,6 @@ Command = (SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTrad
            | RequestLocate | GrantLocate | TripKillSwitch | ResetKillSwitch | RequestLimitChange
            | ApproveLimitChange | RejectLimitChange | CreateUser | DisableUser | Entitle
            | RevokeEntitlement | IssueApiKey | RevokeApiKey | SuspendAccount | ReinstateAccount
-           | RecordDenial | CertifyReport)
+           | RecordDenial | CertifyReport | StartStrategy | StopStrategy)
 # Commands that need the venue and the book in step (no batch in flight) to be decided.
 BARRIERS = (OpenTradingDay, CloseTradingDay, TakeSnapshot, Sweep)

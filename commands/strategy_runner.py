@@ -4,7 +4,9 @@ A strategy's intents (``submit``/``cancel``/``replace``) become ``SubmitOrder``/
 ``CancelOrder``/``ReplaceOrder`` commands tagged ``strategy=<strategy_id>``, acting as the
 strategy's configured user with ``source=strategy``: they pass every 15c3-5 control like an
 order from REST, and the per-strategy throttle and kill switch apply to them. Client order
-ids are ``<strategy_id>-<n>``: unique per strategy and deterministic for a run.
+ids are ``<prefix>-<n>``, the prefix by default the strategy id: unique per runner and
+deterministic for a run (the paper-trading desk's prefix adds the recorded run number, see
+``infrastructure.strategy_desk``).
 
 ``StrategyRunner`` is the synchronous core: it calls the strategy (one callback at a time),
 sends what the callback asked for once it returns (``send``: ``Engine.execute`` in the
@@ -454,11 +456,15 @@ class StrategyThread:
     """Drives a runner in a thread of its own: market data, the log's events, the timer."""
 
     def __init__(self, runner: StrategyRunner, market_data: MarketData, events: OrderEvents,
-                 poll_s: float = 0.05) -> None:
+                 poll_s: float = 0.05,
+                 on_exit: Callable[[StrategyRunner], None] | None = None) -> None:
         self.runner = runner
         self.market_data = market_data
         self.events = events
         self.poll_s = poll_s
+        # Called in this thread when the runner stopped by itself (a kill switch, an error),
+        # not when ``stop`` was asked for: whoever asks records that stop.
+        self.on_exit = on_exit
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -498,3 +504,8 @@ class StrategyThread:
                 log.exception("strategy runner %s failed", runner.strategy_id)
                 runner.stop(FAILED, f"runner: {type(exc).__name__}: {exc}")
             self._stop.wait(self.poll_s)
+        if self.on_exit is not None and not self._stop.is_set():
+            try:
+                self.on_exit(runner)
+            except Exception:
+                log.exception("recording the end of strategy %s failed", runner.strategy_id)

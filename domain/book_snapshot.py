@@ -22,7 +22,10 @@ from domain.limits import SymbolLimits, parse_value, with_value
 from domain.orders import Order, OrderSnapshot, PendingReplace
 from domain.reference_prices import ReferencePrice
 
-FORMAT = 3  # 3: governance (issue 7), open long sells, the day's starting values, strategy
+FORMAT = 4  # 3: governance (issue 7), open long sells, the day's starting values, strategy
+# 4: the strategies' runs. A format-3 snapshot is still read: the code that wrote it knew no
+# strategy events, so none precede it and its strategies are none (exact, not a guess).
+READABLE = frozenset({3, FORMAT})
 
 _ORDER_FIELDS = ("order_id", "account_id", "client_order_id", "symbol", "side", "quantity",
                  "order_type", "limit_price", "time_in_force", "ts_ns", "original_quantity",
@@ -195,6 +198,7 @@ def _governance_state(gov: Governance) -> dict[str, Any]:
         "pending": [_event_values(e) for e in gov.pending.values()],
         "temporary": [[_event_values(e), before] for e, before in gov.temporary.values()],
         "denials": gov.denials,
+        "strategies": {k: [run, running] for k, (run, running) in gov.strategies.items()},
     }
 
 
@@ -252,11 +256,13 @@ def _restore_governance(gov: Governance, saved: dict[str, Any]) -> None:
         gov.temporary[approval.change_id] = (approval, before)
     gov.fills_since_sweep = 1  # the engine's own bookkeeping: sweep once after a restart
     gov.denials = saved["denials"]
+    gov.strategies = {k: (run, running)
+                      for k, (run, running) in saved.get("strategies", {}).items()}
 
 
 def restore(book: BookOfRecord, state: dict[str, Any]) -> None:
     """Load ``state`` into a freshly constructed book (same configuration)."""
-    if state.get("format") != FORMAT:
+    if state.get("format") not in READABLE:
         raise ValueError(f"unknown book snapshot format {state.get('format')!r}")
     book.events_applied = state["events_applied"]
     book.priority_seq = state["priority_seq"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -35,13 +35,15 @@ from domain.governance_events import (
     LocateRequested,
     ReportCertified,
     ShortSaleRestrictionTriggered,
+    StrategyStarted,
+    StrategyStopped,
     TradingHalted,
     TradingResumed,
     UserCreated,
     UserDisabled,
 )
 from domain.limits import GOVERNED, SECOND_NS, SymbolLimits, parse_value, split_scope, with_value
-from domain.values import CancelReason, KillTrigger, Role, Source
+from domain.values import CancelReason, FrozenRecord, KillTrigger, Role, Source
 
 if TYPE_CHECKING:
     from domain.book_of_record import BookOfRecord
@@ -70,6 +72,10 @@ def user_id(username: str) -> UUID:
 
 def account_uuid(account_id: str) -> UUID:
     return _id("account", account_id)
+
+
+def strategy_uuid(strategy_id: str) -> UUID:
+    return _id("strategy", strategy_id)
 
 
 def account_scope(account_id: str) -> str:
@@ -256,6 +262,8 @@ class Governance:
         # log (a sweep that finds nothing records nothing), so no snapshot holds it.
         self.fills_since_sweep = 0
         self.denials = 0
+        # Paper-trading strategies: id -> (its last run, whether that run is still open).
+        self.strategies: dict[str, tuple[int, bool]] = {}
         # LULD bands by symbol, with the reference they were computed from (decision cache).
         self.bands: dict[str, tuple[Any, Decimal, Decimal, str]] = {}
 
@@ -706,6 +714,38 @@ class Governance:
         self.apply(event)
         return event
 
+    def start_strategy(self, strategy_id: str, run: int, kind: str, account_id: str,
+                       params: Mapping[str, str], actor: str, source: str, now_ns: int,
+                       reason: str) -> StrategyStarted:
+        self._require(actor, Role.RISK_OFFICER, Role.ADMIN)
+        last, running = self.strategies.get(strategy_id, (0, False))
+        if running:
+            raise Refused(f"strategy {strategy_id} run {last} is still running; stop it first")
+        if run != last + 1:
+            # The caller names the run it starts: a resend, or a start racing another,
+            # is refused rather than opening a run twice.
+            raise Refused(f"strategy {strategy_id}: the next run is {last + 1}, not {run}")
+        if account_id not in self.book.accounts:
+            raise Refused(f"unknown account {account_id}")
+        sid = strategy_uuid(strategy_id)
+        event = StrategyStarted(sid, self._next(sid), now_ns, actor, source, strategy_id, run,
+                                kind, account_id, FrozenRecord(sorted(params.items())), reason)
+        self.apply(event)
+        return event
+
+    def stop_strategy(self, strategy_id: str, run: int, actor: str, source: str, now_ns: int,
+                      reason: str, orders_sent: int | None, fills: int | None
+                      ) -> StrategyStopped:
+        self._require(actor, Role.RISK_OFFICER, Role.ADMIN)
+        last, running = self.strategies.get(strategy_id, (0, False))
+        if not running or run != last:
+            raise Refused(f"strategy {strategy_id} run {run} is not running")
+        sid = strategy_uuid(strategy_id)
+        event = StrategyStopped(sid, self._next(sid), now_ns, actor, source, strategy_id, run,
+                                reason, orders_sent, fills)
+        self.apply(event)
+        return event
+
     def deny(self, denial_id: UUID, actor: str, source: str, now_ns: int, action: str,
              account_id: str | None, reason: str) -> AccessDenied:
         event = AccessDenied(denial_id, 1, now_ns, actor, source, action, account_id, reason)
@@ -815,6 +855,12 @@ class Governance:
     def _on_denied(self, _e: AccessDenied) -> None:
         self.denials += 1
 
+    def _on_strategy_started(self, e: StrategyStarted) -> None:
+        self.strategies[e.strategy_id] = (e.run, True)
+
+    def _on_strategy_stopped(self, e: StrategyStopped) -> None:
+        self.strategies[e.strategy_id] = (e.run, False)
+
     _handlers: dict[type, Callable[[Governance, Any], None]] = {
         TradingHalted: _on_halted,
         TradingResumed: _on_resumed,
@@ -839,6 +885,8 @@ class Governance:
         AccountReinstated: _on_reinstated,
         AccessDenied: _on_denied,
         ReportCertified: lambda _self, _e: None,  # a record only: no state changes
+        StrategyStarted: _on_strategy_started,
+        StrategyStopped: _on_strategy_stopped,
     }
 
 

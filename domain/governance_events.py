@@ -13,6 +13,8 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from domain.values import FrozenRecord
+
 # ---------------------------------------------------------------------------- symbols
 
 
@@ -340,6 +342,44 @@ class ReportCertified(NamedTuple):
     reason: str
 
 
+# ---------------------------------------------------------------------------- strategies
+# 15c3-5 supervisory records: strategies are an entry point, so who started which strategy,
+# with what parameters, when, and why it stopped, are facts of the log. One stream per
+# strategy id (``governance.strategy_uuid``); ``run`` counts its starts, so a run's client
+# order ids (``<strategy_id>.r<run>-<n>``) never repeat across runs or restarts.
+
+
+class StrategyStarted(NamedTuple):
+    strategy_uuid: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    strategy_id: str
+    run: int  # 1 for the first start, then one more for each start
+    kind: str  # e.g. "market_maker"
+    account_id: str  # the account its orders trade
+    params: FrozenRecord  # the parameters it was built with, as text, sorted by name
+    reason: str
+
+
+class StrategyStopped(NamedTuple):
+    """The run ended: stopped by a user, by a kill switch, by its own error, or by the
+    server's shutdown. The counts are the runner's own; None when the process that ran it
+    ended without recording its stop (found still running at the next start)."""
+
+    strategy_uuid: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    strategy_id: str
+    run: int
+    reason: str
+    orders_sent: int | None
+    fills: int | None
+
+
 GOVERNANCE_EVENTS: tuple[type[Any], ...] = (
     TradingHalted, TradingResumed, ShortSaleRestrictionTriggered,
     LocateRequested, LocateGranted, LocateConsumed, LocateExpired,
@@ -347,5 +387,5 @@ GOVERNANCE_EVENTS: tuple[type[Any], ...] = (
     LimitChangeRequested, LimitChangeApproved, LimitChangeRejected, LimitChangeReverted,
     UserCreated, UserDisabled, EntitlementGranted, EntitlementRevoked,
     ApiKeyIssued, ApiKeyRevoked, AccountSuspended, AccountReinstated, AccessDenied,
-    ReportCertified,
+    ReportCertified, StrategyStarted, StrategyStopped,
 )

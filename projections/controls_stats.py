@@ -56,12 +56,14 @@ BUCKET_NS = 5 * 60 * 1_000_000_000  # the intraday chart's resolution
 FIRM = "firm"
 OUTSIDE_DAY = ""  # a rejection with no trading day open (the ``session`` control)
 
-# The events the report lists besides orders (items 4-6 and certifications).
+# The events the report lists besides orders (items 4-6 and certifications), and the
+# strategies' starts and stops (supervisory records of an order entry point).
 GOVERNANCE_LISTED: tuple[type[Any], ...] = (
     gev.LimitChangeRequested, gev.LimitChangeApproved, gev.LimitChangeRejected,
     gev.LimitChangeReverted, gev.KillSwitchTripped, gev.KillSwitchReset,
     gev.EntitlementGranted, gev.EntitlementRevoked, gev.UserCreated, gev.UserDisabled,
     gev.AccountSuspended, gev.AccountReinstated, gev.ReportCertified,
+    gev.StrategyStarted, gev.StrategyStopped,
 )
 
 _INDEX = {name: i for i, name in enumerate(NEW_ORDER_CONTROLS)}

@@ -352,6 +352,13 @@ def governance_samples() -> list[Any]:
         gev.AccessDenied(g, 1, T0, "unauthenticated", "api", "GET /orders", None, "no token"),
         gev.ReportCertified(g, 1, T0 + 5, "compliance-1", "api", "15c3-5", "2023-11-14",
                             "ab" * 32, "reviewed"),
+        gev.StrategyStarted(g, 1, T0 + 6, "risk-1", "api", "mm-1", 1, "market_maker",
+                            ACCOUNT, ev.FrozenRecord({"size": "10", "symbol": "AAPL"}),
+                            "started by risk-1"),
+        gev.StrategyStopped(g, 2, T0 + 7, "system", "system", "mm-1", 1,
+                            "kill switch tripped on strategy:mm-1", 12, 3),
+        gev.StrategyStopped(g, 4, T0 + 8, "system", "system", "mm-1", 2,
+                            "not stopped by the process that ran it", None, None),
     ]
 
 

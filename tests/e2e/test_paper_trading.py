@@ -58,7 +58,7 @@ def my_orders(client: TestClient, status: str | None = None) -> list[dict[str, A
     params = {"account_id": "ACC-ALPHA", **({"status": status} if status else {})}
     response = client.get("/orders", params=params)
     assert response.status_code == 200, response.text
-    return [o for o in response.json() if o["client_order_id"].startswith("mm-paper-")]
+    return [o for o in response.json() if o["client_order_id"].startswith("mm-paper.r")]
 
 
 def test_start_list_stop_and_who_may(client: TestClient) -> None:

@@ -198,7 +198,7 @@ def _governance_state(gov: Governance) -> dict[str, Any]:
         "pending": [_event_values(e) for e in gov.pending.values()],
         "temporary": [[_event_values(e), before] for e, before in gov.temporary.values()],
         "denials": gov.denials,
-        "strategies": {k: [run, running] for k, (run, running) in gov.strategies.items()},
+        "strategies": {k: list(v) for k, v in gov.strategies.items()},
     }
 
 
@@ -256,8 +256,8 @@ def _restore_governance(gov: Governance, saved: dict[str, Any]) -> None:
         gov.temporary[approval.change_id] = (approval, before)
     gov.fills_since_sweep = 1  # the engine's own bookkeeping: sweep once after a restart
     gov.denials = saved["denials"]
-    gov.strategies = {k: (run, running)
-                      for k, (run, running) in saved.get("strategies", {}).items()}
+    gov.strategies = {k: (run, running, account)
+                      for k, (run, running, account) in saved.get("strategies", {}).items()}
 
 
 def restore(book: BookOfRecord, state: dict[str, Any]) -> None:

@@ -262,8 +262,9 @@ class Governance:
         # log (a sweep that finds nothing records nothing), so no snapshot holds it.
         self.fills_since_sweep = 0
         self.denials = 0
-        # Paper-trading strategies: id -> (its last run, whether that run is still open).
-        self.strategies: dict[str, tuple[int, bool]] = {}
+        # Paper-trading strategies: id -> (its last run, whether that run is still open,
+        # the run's account).
+        self.strategies: dict[str, tuple[int, bool, str]] = {}
         # LULD bands by symbol, with the reference they were computed from (decision cache).
         self.bands: dict[str, tuple[Any, Decimal, Decimal, str]] = {}
 
@@ -718,7 +719,7 @@ class Governance:
                        params: Mapping[str, str], actor: str, source: str, now_ns: int,
                        reason: str) -> StrategyStarted:
         self._require(actor, Role.RISK_OFFICER, Role.ADMIN)
-        last, running = self.strategies.get(strategy_id, (0, False))
+        last, running, _ = self.strategies.get(strategy_id, (0, False, account_id))
         if running:
             raise Refused(f"strategy {strategy_id} run {last} is still running; stop it first")
         if run != last + 1:
@@ -737,12 +738,12 @@ class Governance:
                       reason: str, orders_sent: int | None, fills: int | None
                       ) -> StrategyStopped:
         self._require(actor, Role.RISK_OFFICER, Role.ADMIN)
-        last, running = self.strategies.get(strategy_id, (0, False))
+        last, running, account_id = self.strategies.get(strategy_id, (0, False, ""))
         if not running or run != last:
             raise Refused(f"strategy {strategy_id} run {run} is not running")
         sid = strategy_uuid(strategy_id)
         event = StrategyStopped(sid, self._next(sid), now_ns, actor, source, strategy_id, run,
-                                reason, orders_sent, fills)
+                                account_id, reason, orders_sent, fills)
         self.apply(event)
         return event
 
@@ -856,10 +857,10 @@ class Governance:
         self.denials += 1
 
     def _on_strategy_started(self, e: StrategyStarted) -> None:
-        self.strategies[e.strategy_id] = (e.run, True)
+        self.strategies[e.strategy_id] = (e.run, True, e.account_id)
 
     def _on_strategy_stopped(self, e: StrategyStopped) -> None:
-        self.strategies[e.strategy_id] = (e.run, False)
+        self.strategies[e.strategy_id] = (e.run, False, e.account_id)
 
     _handlers: dict[type, Callable[[Governance, Any], None]] = {
         TradingHalted: _on_halted,

@@ -375,6 +375,7 @@ class StrategyStopped(NamedTuple):
     source: str
     strategy_id: str
     run: int
+    account_id: str  # the run's account (as its StrategyStarted)
     reason: str
     orders_sent: int | None
     fills: int | None

@@ -120,7 +120,7 @@ class StrategyDesk:
             ticks = {s: i.tick_size for s, i in engine.book.instruments.items()}
             params = strategy_params(spec, ticks)
             strategy = build(spec.kind, spec.id, params)  # a bad configuration records nothing
-            last, running = engine.book.gov.strategies.get(strategy_id, (0, False))
+            last, running, _ = engine.book.gov.strategies.get(strategy_id, (0, False, ""))
             if running:
                 previous = self.runners.get(strategy_id)
                 counted = previous is not None and self.runs.get(strategy_id) == last
@@ -220,7 +220,7 @@ class StrategyDesk:
         spec = self.specs[strategy_id]
         runner = self.runners.get(strategy_id)
         if runner is None:
-            last, _ = self.system.engine.book.gov.strategies.get(strategy_id, (0, False))
+            last = self.system.engine.book.gov.strategies.get(strategy_id, (0,))[0]
             return {"id": spec.id, "kind": spec.kind, "status": CREATED, "run": last,
                     "actor": spec.user, "account_id": spec.account, "symbols": [],
                     "orders_sent": 0, "fills": 0, "positions": {}, "rejections": {},

@@ -61,6 +61,12 @@ def my_orders(client: TestClient, status: str | None = None) -> list[dict[str, A
     return [o for o in response.json() if o["client_order_id"].startswith("mm-paper.r")]
 
 
+def run_records(client: TestClient, event_type: str) -> list[dict[str, Any]]:
+    response = client.get("/audit", params={"account_id": "ACC-ALPHA", "limit": 10_000})
+    assert response.status_code == 200, response.text
+    return [e for e in response.json() if e["event_type"] == event_type]
+
+
 def test_start_list_stop_and_who_may(client: TestClient) -> None:
     assert strategy(client)["status"] == "created"  # configured, off by default
     trader = headers_for(client, "tester")  # entitled to ACC-ALPHA: reads it
@@ -110,6 +116,18 @@ def test_a_kill_switch_on_the_strategy_stops_it_and_cancels_its_quotes(
         "side": "buy", "quantity": 10, "order_type": "limit", "limit_price": "150.00",
         "strategy": "mm-paper"})
     assert refused.status_code == 201 and refused.json()["reject"]["control"] == "kill_switch"
+    # The end of the run is recorded once, by the desk, with the switch as its reason; a
+    # later stop by a user records nothing more.
+    assert client.post("/strategies/mm-paper/stop").status_code == 200
+    stops = wait_for(lambda: run_records(client, "StrategyStopped"))
+    time.sleep(0.3)
+    assert run_records(client, "StrategyStopped") == stops
+    [stop] = stops
+    assert (stop["actor"], stop["source"]) == ("system", "system")
+    assert stop["payload"]["reason"] == "kill switch tripped on strategy:mm-paper"
+    assert stop["payload"]["run"] == 1 and stop["payload"]["orders_sent"] >= 2
+    [start] = run_records(client, "StrategyStarted")
+    assert (start["actor"], start["payload"]["reason"]) == ("rose", "started by rose")
 
 
 def test_cli_lists_the_configured_strategies_without_a_server(
@@ -124,3 +142,87 @@ def test_cli_lists_the_configured_strategies_without_a_server(
     assert result.exit_code == 0, result.output
     assert "mm-paper" in result.output and "market_maker" in result.output
     assert "no server" in result.output
+
+
+def test_a_restart_starts_a_new_recorded_run_whose_orders_are_new(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Run 1, a server restart on the same data, run 2: the second run's orders are new
+    orders (the engine's idempotency never takes them for resends of the first run's), and
+    the log records who started each run, with what, and why each ended."""
+    import infrastructure.strategy_desk as desk
+    from api.cli import app
+    from commands.outcomes import OutcomeKind
+    from commands.strategy_runner import engine_sender
+    from domain.events import OrderAccepted, OrderRejected
+    from domain.governance_events import StrategyStarted, StrategyStopped
+    from infrastructure.event_store import EventStore
+
+    kinds: list[tuple[str, str]] = []  # (client order id, outcome kind) of every new order
+
+    def recording_sender(engine: Any) -> Any:
+        send = engine_sender(engine)
+
+        def sent(commands: list[Any]) -> list[Any]:
+            outcomes = send(commands)
+            for command, outcome in zip(commands, outcomes, strict=True):
+                if hasattr(command, "client_order_id"):
+                    kinds.append((command.client_order_id,
+                                  getattr(outcome, "kind", type(outcome).__name__)))
+            return outcomes
+        return sent
+
+    monkeypatch.setattr(desk, "engine_sender", recording_sender)
+    for run in (1, 2):
+        with TestClient(create_app(settings)) as client:
+            login(client, "rose")
+            assert strategy(client)["run"] == run - 1  # the last recorded run, from the log
+            started = client.post("/strategies/mm-paper/start")
+            assert started.status_code == 200, started.text
+            assert started.json()["run"] == run
+            wait_for(lambda: (s := strategy(client))["orders_sent"] >= 2 and s)
+            wait_for(lambda run=run: [o for o in my_orders(client, "accepted")
+                                      if o["client_order_id"].startswith(f"mm-paper.r{run}-")])
+        # Leaving the client shuts the server down: the run is recorded as ended then.
+        # Run 1's quotes rest on (a stop leaves them): run 2's first quotes, at the same
+        # prices, would be refused by the duplicate-order control within its 1 s window.
+        time.sleep(1.1)
+
+    store = EventStore.open(settings)
+    try:
+        log = [e for _, e in store.read()]
+    finally:
+        store.close()
+    runs = [e for e in log if isinstance(e, StrategyStarted | StrategyStopped)]
+    assert [(type(e).__name__, e.run, e.actor, e.reason) for e in runs] == [
+        ("StrategyStarted", 1, "rose", "started by rose"),
+        ("StrategyStopped", 1, "system", "server shutdown"),
+        ("StrategyStarted", 2, "rose", "started by rose"),
+        ("StrategyStopped", 2, "system", "server shutdown"),
+    ]
+    assert [e.version for e in runs] == [1, 2, 3, 4]  # one stream, gapless
+    assert len({e.strategy_uuid for e in runs}) == 1
+    assert dict(runs[0].params) == {"max_inventory": "50", "size": "10", "spread_ticks": "3",
+                                    "symbol": "AAPL", "tick_size": "0.01"}
+    assert (runs[0].kind, runs[0].account_id, runs[0].source) == ("market_maker", "ACC-ALPHA",
+                                                                   "api")
+    decisions = {run: [e for e in log if isinstance(e, OrderAccepted | OrderRejected)
+                       and e.client_order_id.startswith(f"mm-paper.r{run}-")] for run in (1, 2)}
+    for stopped in (runs[1], runs[3]):
+        # Every order the run sent was decided and recorded: none answered from the
+        # idempotency records (EXISTING or CONFLICT journal nothing).
+        assert stopped.orders_sent is not None and stopped.orders_sent >= 2
+        assert len(decisions[stopped.run]) == stopped.orders_sent
+        assert sorted(int(e.client_order_id.rsplit("-", 1)[1])
+                      for e in decisions[stopped.run]) == list(range(1, stopped.orders_sent + 1))
+    assert not ({e.order_id for e in decisions[1]} & {e.order_id for e in decisions[2]})
+    assert any(isinstance(e, OrderAccepted) for e in decisions[2])
+    assert kinds and all(kind == OutcomeKind.CREATED for _, kind in kinds), kinds
+    assert {c.split("-", 2)[1] for c, _ in kinds} == {"paper.r1", "paper.r2"}
+
+    # Replay: the views rebuilt from the log are the live ones.
+    monkeypatch.setenv("MARKETLOG_DATA_DIR", str(settings.data_dir))
+    rebuilt = CliRunner().invoke(app, ["rebuild", "--into",
+                                       f"sqlite:///{tmp_path / 'rebuilt.sqlite'}",
+                                       "--compare-live"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "digests match" in rebuilt.output

@@ -226,3 +226,40 @@ def test_a_restart_starts_a_new_recorded_run_whose_orders_are_new(
                                        "--compare-live"])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "digests match" in rebuilt.output
+
+
+def test_a_run_its_process_never_recorded_as_ended_is_closed_by_the_next_start(
+        settings: Settings) -> None:
+    """A process that dies (or whose engine can no longer write at shutdown) leaves its run
+    open in the log: the next start records that run's end, without counts, and opens the
+    next run."""
+    from domain.governance_events import StrategyStarted, StrategyStopped
+    from domain.values import Source
+    from infrastructure.bootstrap import bootstrap
+    from infrastructure.strategy_desk import UNRECORDED
+
+    system = bootstrap(settings)
+    try:
+        assert system.strategies.start("mm-paper", "rose", Source.API)["run"] == 1
+        wait_for(lambda: system.strategies.describe("mm-paper")["orders_sent"] >= 2)
+        # The process "dies": its strategy thread ends with it, nothing is recorded.
+        system.strategies.threads.pop("mm-paper").stop()
+    finally:
+        system.close()
+    system = bootstrap(settings)
+    try:
+        assert system.engine.book.gov.strategies["mm-paper"][:2] == (1, True)
+        assert system.strategies.describe("mm-paper")["run"] == 1
+        assert system.strategies.start("mm-paper", "rose", Source.API)["run"] == 2
+        wait_for(lambda: system.strategies.describe("mm-paper")["orders_sent"] >= 1)
+        system.strategies.stop("mm-paper", "rose", Source.API, "end of test")
+        log = [e for _, e in system.store.read()]
+    finally:
+        system.close()
+    runs = [(type(e).__name__, e.run, e.actor, e.reason, getattr(e, "orders_sent", "-"))
+            for e in log if isinstance(e, StrategyStarted | StrategyStopped)]
+    assert runs[:3] == [("StrategyStarted", 1, "rose", "started by rose", "-"),
+                        ("StrategyStopped", 1, "system", UNRECORDED, None),
+                        ("StrategyStarted", 2, "rose", "started by rose", "-")]
+    assert runs[3][:4] == ("StrategyStopped", 2, "rose", "end of test")
+    assert isinstance(runs[3][4], int) and runs[3][4] >= 1

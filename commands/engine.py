@@ -179,14 +179,16 @@ class Engine:
         """Record a clock exception if the system clock has fallen behind the last stamp
         beyond the tolerance, or caught up after that (domain.clock_watch): once per cycle
         and at recovery, never per order, so ``stamp`` stays as cheap as it was."""
-        observed, held = self.clock(), self._last_ns
-        state = self.clock_watch.check(observed, held)
+        observed, held, watch = self.clock(), self._last_ns, self.clock_watch
+        if held - observed <= watch.tolerance_ns and not watch.behind:
+            return  # the usual case, decided here: no call into the watch
+        state = watch.check(observed, held)
         if state is None:
             return
         self._engine_version += 1
         event = ClockExceptionRecorded(self.engine_id, self._engine_version, self.stamp(),
                                        SYSTEM_ACTOR, Source.SYSTEM, observed, held,
-                                       held - observed, self.clock_watch.tolerance_ns,
+                                       held - observed, watch.tolerance_ns,
                                        str(where), str(state))
         self.book.apply(event)
         events.append(event)

@@ -47,6 +47,16 @@ def accounts_text(by_account: dict[str, int]) -> str:
     return text
 
 
+CLOCK_HEADERS = ["state", "where", "at", "system clock", "engine clock", "step (ns)",
+                 "tolerance (ns)"]
+
+
+def clock_rows(item: dict[str, Any]) -> list[list[Any]]:
+    """Item 8's table: each clock exception as the report records it."""
+    return [[x["state"], x["where"], x["at"], x["system_clock"], x["engine_clock"],
+             x["step_ns"], x["tolerance_ns"]] for x in item["exceptions"]]
+
+
 def _e(value: Any) -> str:
     return "&mdash;" if value is None else escape(str(value))
 
@@ -167,7 +177,8 @@ def _day(d: dict[str, Any]) -> str:
               d["post_trade"]["sequence_gaps"], d["post_trade"]["complete"],
               d["post_trade"]["taker_fills"], d["post_trade"]["max_delay_ns"]]])
         + f"<p>{_e(d['definitions']['fill_delay'])}</p>",
-        "clock_exceptions": f"<p>{_e(d['clock_exceptions']['statement'])}</p>",
+        "clock_exceptions": _table(CLOCK_HEADERS, clock_rows(d["clock_exceptions"]))
+        + f"<p>{_e(d['clock_exceptions']['statement'])}</p>",
         "coverage": (f'<p class="{"ok" if d["coverage"]["complete"] else "gap"}">'
                      f"{_e(d['coverage']['statement'])}</p>")
         + _table(["control", "applicable", "checked", "rejected", "share %"],

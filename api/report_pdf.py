@@ -14,7 +14,7 @@ from typing import Any
 
 from fpdf import FPDF
 
-from api.report_html import ITEMS, accounts_text
+from api.report_html import CLOCK_HEADERS, ITEMS, accounts_text, clock_rows
 
 
 def _latin(value: Any) -> str:
@@ -186,6 +186,7 @@ def _day(pdf: FPDF, d: dict[str, Any]) -> None:
              post["complete"], post["taker_fills"], post["max_delay_ns"]]])
     _para(pdf, d["definitions"]["fill_delay"])
     _heading(pdf, titles["clock_exceptions"])
+    _table(pdf, CLOCK_HEADERS, clock_rows(d["clock_exceptions"]))
     _para(pdf, d["clock_exceptions"]["statement"])
     _heading(pdf, titles["coverage"])
     _para(pdf, d["coverage"]["statement"])

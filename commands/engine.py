@@ -46,7 +46,8 @@ from commands.ports import Journal, StoreHalted, Venue
 from commands.venue_step import VenueStep
 from domain import book_snapshot
 from domain.book_of_record import SYSTEM_ACTOR, BookOfRecord
-from domain.events import BookSnapshotTaken, EngineRecovered
+from domain.clock_watch import CAT_TOLERANCE_NS, ClockWatch, Where
+from domain.events import BookSnapshotTaken, ClockExceptionRecorded, EngineRecovered
 from domain.nbbo_reference import MarketDataBoard, NbboReferencePrices
 from domain.values import Source
 
@@ -116,6 +117,7 @@ class Engine:
         queue_max: int = 20_000,
         snapshot_every: int = 200_000,
         market_data: MarketDataBoard | None = None,
+        clock_tolerance_ns: int = CAT_TOLERANCE_NS,
     ) -> None:
         self._new_book = new_book
         # None: references from the venue's own prints and its best bid (the default).
@@ -138,6 +140,8 @@ class Engine:
         self.halted: str | None = None
         self.recovered_from_snapshot: int | None = None
         self._last_ns = 0
+        self._log_last_ns = 0  # the last event's stamp in the log, as the rebuild found it
+        self.clock_watch = ClockWatch(clock_tolerance_ns)
         self._engine_version = 0
         self._snapshot_events = 0  # book.events_applied at the last snapshot
         self._closed_since_snapshot = False
@@ -170,6 +174,26 @@ class Engine:
             return self._last_ns
         self._last_ns = now
         return now
+
+    def watch_clock(self, events: list[Any], where: Where) -> None:
+        """Record a clock exception if the system clock has fallen behind the last stamp
+        beyond the tolerance, or caught up after that (domain.clock_watch): once per cycle
+        and at recovery, never per order, so ``stamp`` stays as cheap as it was."""
+        observed, held, watch = self.clock(), self._last_ns, self.clock_watch
+        if held - observed <= watch.tolerance_ns and not watch.behind:
+            return  # the usual case, decided here: no call into the watch
+        state = watch.check(observed, held)
+        if state is None:
+            return
+        self._engine_version += 1
+        event = ClockExceptionRecorded(self.engine_id, self._engine_version, self.stamp(),
+                                       SYSTEM_ACTOR, Source.SYSTEM, observed, held,
+                                       held - observed, watch.tolerance_ns,
+                                       str(where), str(state))
+        self.book.apply(event)
+        events.append(event)
+        log.warning("clock exception recorded (%s, %s): system clock %d ns behind the "
+                    "engine's last stamp", where, state, held - observed)
 
     def _trading_date(self, now_ns: int) -> str:
         if self.calendar is not None:
@@ -224,7 +248,12 @@ class Engine:
         self._plug_market_data(book, self.venue)
         self.venue_step = VenueStep(book, self.venue, self.new_id, self.stamp)
         self._snapshot_events = book.events_applied
-        events = self.venue_step.rerelease(book)
+        # Log order is time order across restarts too: never stamp before the log's last
+        # event, whatever the system clock says now (and record it if it is behind).
+        self._last_ns = max(self._last_ns, self._log_last_ns)
+        events: list[Any] = []
+        self.watch_clock(events, Where.RESTART)
+        events += self.venue_step.rerelease(book)
         if events:
             self.committed_position = self.journal.append(events)
         return self.committed_position
@@ -240,17 +269,21 @@ class Engine:
             if (first is not None and type(first[1]) is BookSnapshotTaken
                     and first[1].position == position and first[1].sha256 == digest):
                 book.apply(first[1])
-                position = first[0]
-                for position, event in events:  # noqa: B007 - the last one is the head
-                    book.apply(event)
+                position, last = first
+                for position, last in events:  # noqa: B007 - the last one is the head
+                    book.apply(last)
+                self._log_last_ns = last.ts_ns
                 self.recovered_from_snapshot = loaded[1]
                 return book, position
             log.warning("snapshot at %d is not recorded in the log; replaying from the start",
                         position)
         book = self._new_book()
         position = 0
+        event: Any = None
         for position, event in self.journal.read():  # noqa: B007
             book.apply(event)
+        if event is not None:
+            self._log_last_ns = event.ts_ns
         return book, position
 
     def _load_snapshot(self) -> tuple[BookOfRecord, int, str] | None:
@@ -438,6 +471,9 @@ class Engine:
         events: list[Any] = []
         releases: list[Release] = []
         answers: list[Answer] = []
+        # A snapshot's cycle records nothing before it: the snapshot is of the committed state.
+        if items and type(items[0][0]) is not TakeSnapshot:
+            self.watch_clock(events, Where.LIVE)
         decide = self.decide
         for command, future in items:
             try:

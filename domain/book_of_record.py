@@ -30,6 +30,7 @@ from domain.events import (
     BookSnapshotTaken,
     CancelRejected,
     CancelRequested,
+    ClockExceptionRecorded,
     EngineRecovered,
     OrderAccepted,
     OrderCanceled,
@@ -147,6 +148,7 @@ class BookOfRecord:
             TradingDayClosed: self._on_day_closed,
             EngineRecovered: self._on_bookkeeping,
             BookSnapshotTaken: self._on_bookkeeping,
+            ClockExceptionRecorded: self._on_bookkeeping,
         }
 
     # ------------------------------------------------------------------ queries

@@ -279,6 +279,26 @@ class BookSnapshotTaken(NamedTuple):
     size: int
 
 
+class ClockExceptionRecorded(NamedTuple):
+    """The system clock was found behind the engine's last stamp by more than the tolerance
+    (CAT: a firm logs every clock drift beyond 50 ms), or caught up with it again: one record
+    when such an episode begins and one when it ends, never one per order. Meanwhile the
+    engine stamps its last stamp, so log order stays time order (ARCHITECTURE rule 10). Only
+    backward steps are detected this way; drift against NIST time is not measured."""
+
+    engine_id: UUID
+    version: int
+    ts_ns: int
+    actor: str
+    source: str
+    observed_ns: int  # what the system clock said
+    held_ns: int  # the engine's last stamp (at a restart: the log's last event's)
+    step_ns: int  # held_ns - observed_ns: how far back the clock was (<= 0 once caught up)
+    tolerance_ns: int
+    where: str  # domain.clock_watch: "restart" (recovering from the store) or "live"
+    state: str  # domain.clock_watch: "behind" (an episode begins) or "caught_up" (it ends)
+
+
 OrderEvent = (
     OrderAccepted
     | OrderRejected
@@ -303,6 +323,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         TradingDayClosed,
         EngineRecovered,
         BookSnapshotTaken,
+        ClockExceptionRecorded,
         *GOVERNANCE_EVENTS,
     )
 }

@@ -110,7 +110,8 @@ def build_engine(settings: Settings, config: FirmConfig, store: Any,
 
     engine = Engine(new_book, new_venue, store, clock, id_factory(), settings.batch_max,
                     calendar=config.calendar, queue_max=settings.engine_queue_max,
-                    snapshot_every=settings.snapshot_every, market_data=market_data)
+                    snapshot_every=settings.snapshot_every, market_data=market_data,
+                    clock_tolerance_ns=settings.clock_tolerance_ms * 1_000_000)
     engine.recover()
     gc.freeze()  # the recovered book is long-lived (commands/garbage_collection.py)
     return engine

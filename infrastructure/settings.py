@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         200_000, gt=0,
         description="Events between snapshots of the book of record (taken when idle and "
         "after each trading-day close); a restart replays only the log after the latest.")
+    clock_tolerance_ms: int = Field(
+        50, gt=0, le=50,
+        description="How far the system clock may be found behind the engine's last stamp "
+        "before the engine records a clock exception (ClockExceptionRecorded); at most CAT's "
+        "50 ms.")
     max_body_bytes: int = Field(
         64 * 1024, gt=0,
         description="Largest HTTP request body the API reads (413 beyond it). An order is "

@@ -3,7 +3,8 @@
 Per trading day: limit use per account and firm-wide (exposure sampled at every decision,
 its five-minute maxima, the day's exposure by side), rejections by control and account,
 how many orders each control applied to and checked (coverage), fills delivered and their
-delay; and the governance events the report lists. See projections/tables.py for the rows.
+delay; and the governance events and clock exceptions the report lists. See
+projections/tables.py for the rows.
 
 Order independence. The Kafka feed keeps log order only within a partition (one per
 account, ``_firm`` for events of no account), so every figure here is a count, a sum or a
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from domain import governance_events as gev
 from domain.controls import NEW_ORDER_CONTROLS
 from domain.events import (
+    ClockExceptionRecorded,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
@@ -65,6 +67,9 @@ GOVERNANCE_LISTED: tuple[type[Any], ...] = (
     gev.AccountSuspended, gev.AccountReinstated, gev.ReportCertified,
     gev.StrategyStarted, gev.StrategyStopped,
 )
+
+# Listed in the same rows: item 8's clock exceptions.
+REPORT_LISTED: tuple[type[Any], ...] = (*GOVERNANCE_LISTED, ClockExceptionRecorded)
 
 _INDEX = {name: i for i, name in enumerate(NEW_ORDER_CONTROLS)}
 _TICK_SIZE = "tick_size"
@@ -207,7 +212,7 @@ class ControlStatsView:
         governance = []
         for r in relevant:
             event = r.event
-            if isinstance(event, GOVERNANCE_LISTED):
+            if isinstance(event, REPORT_LISTED):
                 governance.append((r.position, type(event).__name__, event.ts_ns, event.actor,
                                    orjson.dumps(r.body).decode()))
             else:
@@ -220,7 +225,7 @@ class ControlStatsView:
 
 
 _HANDLED: tuple[type[Any], ...] = (OrderAccepted, OrderRejected, *_ORDER_EVENTS_AFTER,
-                                   TradingDayOpened, TradingDayClosed, *GOVERNANCE_LISTED)
+                                   TradingDayOpened, TradingDayClosed, *REPORT_LISTED)
 
 
 class _Batch:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from domain.clock_watch import CAT_TOLERANCE_NS
 from domain.controls import NEW_ORDER_CONTROLS
 from domain.values import ExposureMode, price_text
 from projections.controls_stats import BUCKET_NS, FIRM
@@ -74,9 +75,12 @@ DEFINITIONS = {
 OVERRIDES = {"recorded": False,
              "statement": "no such event type exists: marketlog has no soft blocks (every "
                           "control is a hard block), so there is nothing to override"}
-CLOCK_EXCEPTIONS = {"recorded": False,
-                    "statement": "no such event type exists: marketlog does not yet record "
-                                 "clock drift against NIST time (CAT tolerance 50 ms)"}
+CLOCK_EXCEPTION = "ClockExceptionRecorded"
+CLOCK_STATEMENT = ("backward steps of the system clock beyond the engine's tolerance (at most "
+                   "CAT's 50 ms) are detected and recorded, at a restart against the log's "
+                   "last event and during trading once per cycle, each episode with its end "
+                   "(caught_up); drift against NIST time is not measured (no time reference "
+                   "configured)")
 
 
 class NoTradingDay(LookupError):
@@ -188,7 +192,7 @@ def _day_body(conn: sa.Connection, trading_date: str,
         "kill_switches_and_throttles": _kill_switches(conn, trading_date, governance),
         "entitlement_changes": _entitlements(governance),
         "post_trade": _post_trade(day),
-        "clock_exceptions": CLOCK_EXCEPTIONS,
+        "clock_exceptions": _clock_exceptions(governance),
         "coverage": _coverage(conn, trading_date),
         "definitions": DEFINITIONS,
     }
@@ -336,7 +340,7 @@ def _limit_use(conn: sa.Connection, trading_date: str, mode: str,
             "intraday": intraday}
 
 
-# ------------------------------------------------------------------------ items 2, 4-7, 9
+# ------------------------------------------------------------------------ items 2, 4-9
 
 
 def _rejections(conn: sa.Connection, trading_date: str) -> dict[str, Any]:
@@ -416,6 +420,17 @@ def _entitlements(governance: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "account_id": g["body"].get("account_id"), "role": g["body"].get("role"),
              "by": g["actor"], "at": iso_ns(g["ts_ns"]), "reason": g["body"].get("reason")}
             for g in governance if g["type"] in ENTITLEMENT_EVENTS]
+
+
+def _clock_exceptions(governance: list[dict[str, Any]]) -> dict[str, Any]:
+    exceptions = [{"state": b["state"], "where": b["where"], "at": iso_ns(g["ts_ns"]),
+                   "system_clock": iso_ns(b["observed_ns"]),
+                   "engine_clock": iso_ns(b["held_ns"]), "step_ns": b["step_ns"],
+                   "tolerance_ns": b["tolerance_ns"], "position": g["position"]}
+                  for g in governance if g["type"] == CLOCK_EXCEPTION
+                  for b in (g["body"],)]
+    return {"recorded": True, "tolerance_ms": CAT_TOLERANCE_NS // 1_000_000,
+            "exceptions": exceptions, "statement": CLOCK_STATEMENT}
 
 
 def _post_trade(day: Any) -> dict[str, Any]:

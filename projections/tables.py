@@ -388,7 +388,8 @@ control_open_orders = sa.Table(
 )
 
 # Governance facts the report lists (limit changes, kill switches, entitlements, users,
-# suspensions, certifications), one row per event, selected by time at report time.
+# suspensions, certifications) and clock exceptions (item 8), one row per event, selected by
+# time at report time.
 control_governance = sa.Table(
     "control_governance",
     metadata,

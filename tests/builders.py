@@ -309,6 +309,9 @@ def sample_events() -> list[Any]:
                            "OperationalError: server closed the connection", 41),
         ev.BookSnapshotTaken(uuid.UUID(int=0x5A), 1, T0 + 3, "system", "system", 40,
                              "ab" * 32, 1234),
+        ev.ClockExceptionRecorded(uuid.UUID(int=0xE1), 2, T0 + 4, "system", "system",
+                                  T0 + 4 - 200_000_000, T0 + 4, 200_000_000, 50_000_000,
+                                  "live", "behind"),
         *governance_samples(),
     ]
 

@@ -4,7 +4,7 @@ is an in-memory fake at our own port, so nothing here does I/O)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,11 +14,16 @@ from freezegun import freeze_time
 from commands.engine import Engine
 from commands.models import SubmitOrder
 from commands.outcomes import Outcome
+from domain.clock_watch import ClockState, ClockWatch
+from domain.events import ClockExceptionRecorded, OrderAccepted
 from infrastructure.clock import utc_now_ns
 from infrastructure.ids import id_factory
 from infrastructure.venue import SimulatedVenue
 from projections.queries import iso_timestamp
 from tests import builders
+
+MS = 1_000_000
+T0 = 1_795_618_800_000_000_000  # 2026-11-25T15:00:00Z
 
 
 class MemoryJournal:
@@ -36,9 +41,10 @@ class MemoryJournal:
         pass
 
 
-def new_engine(journal: MemoryJournal) -> Engine:
+def new_engine(journal: MemoryJournal, clock: Callable[[], int] = utc_now_ns,
+               tolerance_ns: int = 50 * MS) -> Engine:
     engine = Engine(builders.book, lambda b: SimulatedVenue(b.instruments), journal,
-                    utc_now_ns, id_factory())
+                    clock, id_factory(), clock_tolerance_ns=tolerance_ns)
     engine.recover()
     return engine
 
@@ -91,4 +97,114 @@ def test_stamps_never_go_backwards_when_the_wall_clock_does() -> None:
         clock.move_to("2026-11-25 14:59:00")
         outcome(engine.execute([order("c-2", 20)]))
     stamps = [e.ts_ns for e in journal.events]
+    assert stamps == sorted(stamps)
+    # The step back (a minute, beyond CAT's 50 ms) is itself recorded, before the order.
+    assert [type(e).__name__ for e in journal.events] == [
+        "OrderAccepted", "ClockExceptionRecorded", "OrderAccepted"]
+
+
+# ------------------------------------------------------------------ clock exceptions
+
+
+class SteppingClock:
+    """The system clock as a test sets it; moves 1 us forward on every reading."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        self.now += 1_000
+        return self.now
+
+
+def exceptions(journal: MemoryJournal) -> list[ClockExceptionRecorded]:
+    return [e for e in journal.events if type(e) is ClockExceptionRecorded]
+
+
+def test_clock_watch_records_an_episode_once_and_its_end() -> None:
+    watch = ClockWatch(50 * MS)
+    held = T0
+    assert watch.check(held - 10 * MS, held) is None  # within tolerance: absorbed
+    assert watch.check(held - 50 * MS, held) is None  # at the tolerance: not beyond it
+    assert watch.check(held - 200 * MS, held) is ClockState.BEHIND
+    assert watch.check(held - 300 * MS, held) is None  # further behind: the same episode
+    assert watch.check(held - 1, held) is None  # not yet caught up
+    assert watch.check(held, held) is ClockState.CAUGHT_UP
+    assert watch.check(held + 5, held) is None
+    assert watch.check(held - 51 * MS, held) is ClockState.BEHIND  # a new episode
+
+
+def test_a_small_step_back_is_held_and_not_recorded() -> None:
+    clock = SteppingClock(T0)
+    journal = MemoryJournal()
+    engine = new_engine(journal, clock)
+    outcome(engine.execute([order("c-1")]))
+    clock.now -= 10 * MS
+    outcome(engine.execute([order("c-2", 20)]))
+    assert not exceptions(journal)
+    stamps = [e.ts_ns for e in journal.events]
     assert stamps == sorted(stamps) and len(stamps) == 2
+
+
+def test_a_step_back_beyond_tolerance_is_recorded_once_per_episode() -> None:
+    clock = SteppingClock(T0)
+    journal = MemoryJournal()
+    engine = new_engine(journal, clock)
+    outcome(engine.execute([order("c-1")]))
+    held = engine.stamp()  # the engine's last stamp (nothing has moved it since)
+    clock.now = held - 200 * MS
+    for n in range(2, 6):  # orders while the clock is behind: one record, not one per order
+        outcome(engine.execute([order(f"c-{n}", 10 + n)]))
+    [behind] = exceptions(journal)
+    assert type(journal.events[1]) is ClockExceptionRecorded  # before the cycle's decisions
+    assert (behind.state, behind.where, behind.held_ns, behind.tolerance_ns) == (
+        "behind", "live", held, 50 * MS)
+    assert 199 * MS < behind.step_ns == behind.held_ns - behind.observed_ns < 200 * MS
+    assert behind.held_ns >= journal.events[0].ts_ns
+    assert behind.ts_ns == held and behind.engine_id == engine.engine_id
+    assert behind.actor == "system" and behind.source == "system"
+    clock.now += 300 * MS  # past the held stamp: the episode ends, recorded once
+    outcome(engine.execute([order("c-6", 30)]))
+    outcome(engine.execute([order("c-7", 31)]))
+    states = [(e.state, e.version) for e in exceptions(journal)]
+    assert states == [("behind", 1), ("caught_up", 2)]
+    caught_up = exceptions(journal)[1]
+    assert caught_up.step_ns <= 0 and caught_up.observed_ns >= caught_up.held_ns
+    stamps = [e.ts_ns for e in journal.events]
+    assert stamps == sorted(stamps)
+    # Replay applies them like any event: the rebuilt book is the live one.
+    rebuilt = new_engine(journal, clock)
+    assert rebuilt.book.events_applied == engine.book.events_applied
+
+
+def test_a_restart_never_stamps_before_the_log_and_records_a_clock_behind_it() -> None:
+    clock = SteppingClock(T0 + 3_600 * 1_000 * MS)  # an hour ahead, then the OS clock steps
+    journal = MemoryJournal()
+    outcome(new_engine(journal, clock).execute([order("c-1")]))
+    last = journal.events[-1].ts_ns
+    clock.now = T0  # restarted on a clock an hour behind the log (NTP step, VM migration)
+
+    engine = new_engine(journal, clock)
+
+    [restart] = exceptions(journal)
+    assert (restart.state, restart.where, restart.held_ns, restart.ts_ns) == (
+        "behind", "restart", last, last)
+    assert restart.step_ns > 3_599 * 1_000 * MS
+    outcome(engine.execute([order("c-2", 20)]))
+    accepted = [e for e in journal.events if type(e) is OrderAccepted]
+    assert accepted[-1].ts_ns >= last
+    assert len(exceptions(journal)) == 1  # still behind: no second record
+    stamps = [e.ts_ns for e in journal.events]
+    assert stamps == sorted(stamps)
+
+
+def test_a_restart_on_a_clock_slightly_behind_the_log_records_nothing() -> None:
+    clock = SteppingClock(T0)
+    journal = MemoryJournal()
+    outcome(new_engine(journal, clock).execute([order("c-1")]))
+    last = journal.events[-1].ts_ns
+    clock.now = last - 20 * MS
+    engine = new_engine(journal, clock)
+    outcome(engine.execute([order("c-2", 20)]))
+    assert not exceptions(journal)
+    assert journal.events[-1].ts_ns == last  # held at the log's last stamp, unrecorded

@@ -59,8 +59,9 @@ async def start_strategy(strategy_id: StrategyId, system: SystemDep,
 @router.post("/strategies/{strategy_id}/stop", responses={**UNKNOWN, **responses(422)})
 async def stop_strategy(strategy_id: StrategyId, system: SystemDep,
                         caller: RiskOrAdminCaller) -> dict[str, Any]:
-    """Stop a strategy (its resting orders stay; trip its kill switch to cancel them); the
-    end of its run is recorded (``StrategyStopped``, naming the caller)."""
+    """Stop a strategy: the end of its run is recorded (``StrategyStopped``, naming the
+    caller), and in the same engine cycle every live order of its tag on its account is
+    canceled (each cancel with reason ``strategy_stopped``, pulled from the venue)."""
     try:
         return await run_in_threadpool(system.strategies.stop, strategy_id, caller.username,
                                        Source.API, f"stopped by {caller.username}")

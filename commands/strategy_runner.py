@@ -20,7 +20,8 @@ its own (paper trading under ``marketlog serve``).
 
 A strategy that raises is stopped and its error kept (log and ``status``); the engine never
 sees the exception. A kill switch on ``strategy:<id>``, its account or the firm stops the
-strategy (``stopped by kill switch``); the engine itself cancels its resting orders.
+strategy (``stopped by kill switch``); the engine itself cancels its resting orders (and
+does so for a recorded stop of a run too, ``infrastructure.strategy_desk``).
 """
 
 from __future__ import annotations
@@ -232,7 +233,8 @@ class StrategyRunner:
         self._dispatch(self.strategy.on_start)
 
     def stop(self, status: str = STOPPED, reason: str | None = None) -> None:
-        """Stop calling the strategy; its resting orders stay (a kill switch cancels them)."""
+        """Stop calling the strategy. Its live orders are the engine's to cancel: the desk's
+        recorded stop (``StrategyStopped``) or a kill switch cancels them."""
         if self.status != RUNNING:
             return
         if reason:

@@ -334,6 +334,8 @@ SCHEMA_VERSION: dict[str, int] = {
     **dict.fromkeys(EVENT_TYPES, 1),
     # 2: strategy tag and the new controls' inputs (issue 7); upcast in infrastructure.codec.
     "OrderAccepted": 2, "OrderRejected": 2, "ReplaceRequested": 2,
+    # 2: the orders a strategy's stop canceled; upcast in infrastructure.codec.
+    "StrategyStopped": 2,
 }
 
 

@@ -736,16 +736,26 @@ class Governance:
 
     def stop_strategy(self, strategy_id: str, run: int, actor: str, source: str, now_ns: int,
                       reason: str, orders_sent: int | None, fills: int | None
-                      ) -> StrategyStopped:
+                      ) -> list[Any]:
+        """The end of a run, then a cancel request for each live order it leaves."""
         self._require(actor, Role.RISK_OFFICER, Role.ADMIN)
         last, running, account_id = self.strategies.get(strategy_id, (0, False, ""))
         if not running or run != last:
             raise Refused(f"strategy {strategy_id} run {run} is not running")
+        # Quotes nobody manages any more are picked off as the market moves: the stop
+        # cancels every live order of the strategy's tag on the run's account (an earlier
+        # run's too, re-released by a restart), the kill switch's way.
+        book = self.book
+        live = [o for o in book.live_orders() if o.strategy == strategy_id
+                and o.account_id == account_id and o.pending_cancel is None]
         sid = strategy_uuid(strategy_id)
         event = StrategyStopped(sid, self._next(sid), now_ns, actor, source, strategy_id, run,
-                                account_id, reason, orders_sent, fills)
+                                account_id, reason, orders_sent, fills,
+                                tuple(str(o.order_id) for o in live))
         self.apply(event)
-        return event
+        cancels = [book.request_cancel(o, SYSTEM, Source.SYSTEM, now_ns,
+                                       CancelReason.STRATEGY_STOPPED) for o in live]
+        return [event, *cancels]
 
     def deny(self, denial_id: UUID, actor: str, source: str, now_ns: int, action: str,
              account_id: str | None, reason: str) -> AccessDenied:

@@ -366,7 +366,13 @@ class StrategyStarted(NamedTuple):
 class StrategyStopped(NamedTuple):
     """The run ended: stopped by a user, by a kill switch, by its own error, or by the
     server's shutdown. The counts are the runner's own; None when the process that ran it
-    ended without recording its stop (found still running at the next start)."""
+    ended without recording its stop (found still running at the next start).
+
+    Like a kill switch's trip, the stop cancels what the strategy left live: each cancel
+    request follows this event with reason ``strategy_stopped``, and ``canceled_orders``
+    names them (every live order of the strategy's tag on the run's account, including
+    those of an earlier run re-released by a restart). Schema 2; schema 1 had no
+    ``canceled_orders`` (read as none)."""
 
     strategy_uuid: UUID
     version: int
@@ -379,6 +385,7 @@ class StrategyStopped(NamedTuple):
     reason: str
     orders_sent: int | None
     fills: int | None
+    canceled_orders: tuple[str, ...]
 
 
 GOVERNANCE_EVENTS: tuple[type[Any], ...] = (

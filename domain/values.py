@@ -62,6 +62,10 @@ class CancelReason(StrEnum):
     # A kill switch tripped: its KillSwitchTripped event (just before) names every order it
     # canceled, and each cancel request carries this reason.
     KILL_SWITCH = "kill_switch"
+    # A strategy's run ended: its StrategyStopped event (just before) names every order of
+    # the strategy's tag on the run's account it canceled, and each cancel request carries
+    # this reason, so no quote of a stopped strategy rests unmanaged (stale quotes).
+    STRATEGY_STOPPED = "strategy_stopped"
 
 
 class Role(StrEnum):

@@ -62,6 +62,9 @@ def _with(**defaults: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
 UPCASTERS[("OrderAccepted", 1)] = _with(strategy=None, inputs={})
 UPCASTERS[("OrderRejected", 1)] = _with(strategy=None)
 UPCASTERS[("ReplaceRequested", 1)] = _with(inputs={})
+# Schema 2 of StrategyStopped: the stop cancels the strategy's live orders and names them.
+# A version-1 stop canceled nothing.
+UPCASTERS[("StrategyStopped", 1)] = _with(canceled_orders=[])
 
 
 class UndecodableEvent(ValueError):

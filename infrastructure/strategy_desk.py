@@ -6,11 +6,15 @@ Every run is a record of the log (15c3-5 supervision: strategies are an order en
 ``StrategyStarted`` (who, the run number, kind, account and parameters) is journaled through
 the engine *before* the strategy's thread starts, and ``StrategyStopped`` (why, and what the
 runner counted) once when the run ends: a user's stop, a kill switch, the strategy's own
-error, or the server's shutdown. The run number is the last recorded run + 1, read from the
+error, or the server's shutdown. The engine follows the stop, in the same cycle, with a
+cancel of every live order of the strategy's tag on its account (no quote rests on the
+venue with nobody managing it). The strategy's thread has ended before the stop is sent,
+so no order of the run can follow it. The run number is the last recorded run + 1, read from the
 book of record (rebuilt from the log), so it keeps counting across restarts. A run that the
 log shows open when the strategy starts again (its process ended without recording the
 stop: a crash, an engine that could no longer write) is first recorded as stopped, with no
-counts.
+counts; that stop cancels the orders the dead run left, which the engine re-released to the
+venue at its recovery.
 
 Client order ids are ``<strategy_id>.r<run>-<n>``, ``n`` counting the run's orders from 1.
 Read from the right, ``n`` and ``run`` are digits, so an id names one strategy, run and order:

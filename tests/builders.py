@@ -359,9 +359,10 @@ def governance_samples() -> list[Any]:
                             ACCOUNT, ev.FrozenRecord({"size": "10", "symbol": "AAPL"}),
                             "started by risk-1"),
         gev.StrategyStopped(g, 2, T0 + 7, "system", "system", "mm-1", 1,
-                            ACCOUNT, "kill switch tripped on strategy:mm-1", 12, 3),
+                            ACCOUNT, "kill switch tripped on strategy:mm-1", 12, 3, ()),
         gev.StrategyStopped(g, 4, T0 + 8, "system", "system", "mm-1", 2,
-                            ACCOUNT, "not stopped by the process that ran it", None, None),
+                            ACCOUNT, "not stopped by the process that ran it", None, None,
+                            (str(g),)),
     ]
 
 

@@ -18,6 +18,8 @@ from tests.auth import headers_for, login
 
 pytestmark = pytest.mark.timeout(120)
 
+LIVE = ("accepted", "partially_filled", "pending_cancel", "pending_replace")
+
 MM = StrategySpec(id="mm-paper", kind="market_maker", user="strategy", account="ACC-ALPHA",
                   params={"symbol": "AAPL", "spread_ticks": 3, "size": 10,
                           "max_inventory": 50})
@@ -94,6 +96,15 @@ def test_start_list_stop_and_who_may(client: TestClient) -> None:
     sent = stopped.json()["orders_sent"]
     time.sleep(0.2)
     assert strategy(client)["orders_sent"] == sent  # nothing more after the stop
+    # The stop canceled its quotes (none rests unmanaged), each cancel naming the stop.
+    [stop] = wait_for(lambda: run_records(client, "StrategyStopped"))
+    assert stop["payload"]["canceled_orders"], stop
+    wait_for(lambda: not [o for o in my_orders(client) if o["status"] in LIVE])
+    for order_id in stop["payload"]["canceled_orders"]:
+        trail = client.get("/audit", params={"order_id": order_id}).json()
+        [request] = [e for e in trail if e["event_type"] == "CancelRequested"]
+        assert request["payload"]["reason"] == "strategy_stopped"
+        assert trail.index(request) == len(trail) - 2  # the venue's answer follows
 
 
 def test_a_kill_switch_on_the_strategy_stops_it_and_cancels_its_quotes(
@@ -233,6 +244,7 @@ def test_a_run_its_process_never_recorded_as_ended_is_closed_by_the_next_start(
     """A process that dies (or whose engine can no longer write at shutdown) leaves its run
     open in the log: the next start records that run's end, without counts, and opens the
     next run."""
+    from domain.events import OrderAccepted
     from domain.governance_events import StrategyStarted, StrategyStopped
     from domain.values import Source
     from infrastructure.bootstrap import bootstrap
@@ -254,8 +266,16 @@ def test_a_run_its_process_never_recorded_as_ended_is_closed_by_the_next_start(
         wait_for(lambda: system.strategies.describe("mm-paper")["orders_sent"] >= 1)
         system.strategies.stop("mm-paper", "rose", Source.API, "end of test")
         log = [e for _, e in system.store.read()]
+        left = [o for o in system.engine.book.live_orders() if o.strategy == "mm-paper"]
     finally:
         system.close()
+    # Run 1's quotes, re-released to the venue at the recovery, were canceled by the stop
+    # recorded for it at the next start; nothing of either run is left live.
+    assert left == []
+    [first_stop] = [e for e in log if isinstance(e, StrategyStopped) and e.run == 1]
+    run_1 = {str(e.order_id) for e in log if isinstance(e, OrderAccepted)
+             and e.client_order_id.startswith("mm-paper.r1-")}
+    assert first_stop.canceled_orders and set(first_stop.canceled_orders) <= run_1
     runs = [(type(e).__name__, e.run, e.actor, e.reason, getattr(e, "orders_sent", "-"))
             for e in log if isinstance(e, StrategyStarted | StrategyStopped)]
     assert runs[:3] == [("StrategyStarted", 1, "rose", "started by rose", "-"),

@@ -239,3 +239,17 @@ def test_unknown_topic_is_a_clear_error_naming_the_position() -> None:
         codec.decode(codec.TOPIC_PREFIX + "OrderFilled", stored, 22)
     with pytest.raises(codec.UndecodableEvent, match=r"position 3.*not JSON"):
         codec.decode(codec.topic_of(sample("OrderCanceled")), b"{not json", 3)
+
+
+def test_a_schema_1_strategy_stop_is_read_as_one_that_canceled_nothing() -> None:
+    """StrategyStopped v1 (before a stop canceled the strategy's orders) had no
+    ``canceled_orders``: it reads as an empty tuple; the stored record is not rewritten."""
+    event = next(e for e in SAMPLES if type(e).__name__ == "StrategyStopped")
+    old = event._asdict()
+    del old["canceled_orders"]
+    old["schema"] = 1
+    old["prev_hash"] = codec.GENESIS_HASH
+    decoded = codec.decode(codec.topic_of(event), orjson.dumps(old, default=str))
+    assert decoded == event._replace(canceled_orders=())
+    assert type(decoded.canceled_orders) is tuple
+    assert ev.SCHEMA_VERSION["StrategyStopped"] == 2

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from domain.book_snapshot import FORMAT, restore, state_of
+from domain.events import CancelRequested, OrderCanceled
 from domain.governance import Refused, strategy_uuid
 from domain.governance_events import StrategyStarted, StrategyStopped
-from domain.values import FrozenRecord
+from domain.values import CancelReason, FrozenRecord, OrderStatus
 from tests import builders as b
 from tests.unit.test_governance import Rec, assert_replays, assert_restores
 
@@ -31,8 +32,11 @@ def start(rec: Rec, run: int, actor: str = RISK, strategy_id: str = "mm-1") -> S
 
 def stop(rec: Rec, run: int, reason: str = "stopped by risk-1", actor: str = RISK,
          strategy_id: str = "mm-1") -> StrategyStopped:
-    event = rec.gov.stop_strategy(strategy_id, run, actor, "api", b.ts(), reason, 7, 2)
-    rec.keep(event)
+    """The stop event (its cancels are kept in ``rec.events`` after it)."""
+    produced = rec.gov.stop_strategy(strategy_id, run, actor, "api", b.ts(), reason, 7, 2)
+    rec.keep(produced)
+    event = produced[0]
+    assert isinstance(event, StrategyStopped)
     return event
 
 
@@ -49,6 +53,7 @@ def test_runs_count_per_strategy_one_stream_gapless_versions() -> None:
     stopped = stop(rec, 1, "kill switch tripped on strategy:mm-1", actor="system")
     assert (stopped.version, stopped.run, stopped.orders_sent, stopped.fills) == (2, 1, 7, 2)
     assert stopped.account_id == b.ACCOUNT  # the run's, from its start
+    assert stopped.canceled_orders == ()  # it left nothing live
     assert rec.gov.strategies["mm-1"] == (1, False, b.ACCOUNT)
     other = start(rec, 1, strategy_id="mm-2")  # another strategy: a stream of its own
     assert (other.version, other.run) == (1, 1)
@@ -111,3 +116,55 @@ def test_snapshot_keeps_the_runs_and_reads_the_previous_format() -> None:
     unknown["format"] = 2
     with pytest.raises(ValueError, match="unknown book snapshot format"):
         restore(rec.factory(), unknown)
+
+
+def test_a_stop_cancels_every_live_order_of_the_strategy_on_the_runs_account() -> None:
+    """Quotes left on the venue with nobody managing them are picked off as the market
+    moves: the stop cancels the strategy's live orders (resting or partly filled, an earlier
+    run's too) the kill switch's way, and only those."""
+    rec = Rec()
+    start(rec, 1)
+    older = rec.accepted(strategy="mm-1", client_order_id="mm-1.r1-1", quantity=10)
+    stop_first = stop(rec, 1)
+    assert stop_first.canceled_orders == (str(older.order_id),)
+    assert older.pending_cancel == CancelReason.STRATEGY_STOPPED
+    rec.keep(rec.book.confirm_cancel(older, b.ts()))
+    start(rec, 2)
+    # An order left live by run 1 (say its cancel was lost with the process) is run 2's to
+    # close as well; a partly filled quote counts; another strategy, another account, an
+    # untagged order and one already being canceled are not its.
+    leftover = rec.accepted(strategy="mm-1", client_order_id="mm-1.r1-9", quantity=20)
+    resting = rec.accepted(strategy="mm-1", client_order_id="mm-1.r2-1", quantity=30)
+    partly = rec.accepted(strategy="mm-1", client_order_id="mm-1.r2-2", quantity=40)
+    rec.keep(b.fill(rec.book, partly, 15))
+    assert partly.status == OrderStatus.PARTIALLY_FILLED
+    pulled = rec.accepted(strategy="mm-1", client_order_id="mm-1.r2-3", quantity=50)
+    rec.keep(rec.book.request_cancel(pulled, RISK, "api", b.ts()))
+    other_strategy = rec.accepted(strategy="mm-2", quantity=60)
+    untagged = rec.accepted(quantity=70)
+    other_account = rec.accepted(strategy="mm-1", account_id=b.OTHER_ACCOUNT, quantity=80)
+    before = len(rec.events)
+    stopped = stop(rec, 2, "server shutdown", actor="system")
+    mine = [leftover, resting, partly]
+    assert stopped.canceled_orders == tuple(str(o.order_id) for o in mine)
+    cancels = rec.events[before + 1:]
+    assert [type(c) for c in cancels] == [CancelRequested] * 3
+    assert [c.order_id for c in cancels] == [o.order_id for o in mine]
+    assert {c.reason for c in cancels} == {CancelReason.STRATEGY_STOPPED}
+    assert {(c.actor, c.source) for c in cancels} == {("system", "system")}
+    assert all(o.status == OrderStatus.PENDING_CANCEL for o in mine)
+    for order in (other_strategy, untagged, other_account):
+        assert order.status == OrderStatus.ACCEPTED and order.pending_cancel is None
+    # The venue confirms: canceled with the stop as the reason; a fill racing it first
+    # takes only what is left, then the cancel pulls the rest.
+    rec.keep(b.fill(rec.book, resting))
+    confirms = [rec.book.confirm_cancel(o, b.ts()) for o in mine]
+    rec.keep(confirms)
+    assert [type(c).__name__ for c in confirms] == ["OrderCanceled", "CancelRejected",
+                                                    "OrderCanceled"]
+    assert {c.reason for c in confirms if isinstance(c, OrderCanceled)} == {
+        CancelReason.STRATEGY_STOPPED}
+    assert not [o for o in rec.book.live_orders() if o.strategy == "mm-1"
+                and o.account_id == b.ACCOUNT and o is not pulled]
+    assert_replays(rec)
+    assert_restores(rec)

@@ -10,6 +10,13 @@ The bid is ``spread_ticks`` below the fair price (rounded down to a tick), the o
 When the desired price or size of a side changes, its working order is replaced (a cancel
 when the side must go quiet); a side with a cancel or replace still pending at the venue
 is left alone until the venue answers (ARCHITECTURE rule 10: pending is not done).
+
+A quote a control refused (e.g. ``duplicate``: the same terms as an order sent less than the
+window ago, such as the previous run's quote just before a restart) is sent again at the
+next quote or timer once the duplicate window since it was sent has passed, at the last mid
+seen: the maker does not wait for the mid to move (a quiet market may not move for long).
+The timer acts only while a side's quote is refused, so a maker that is never refused
+decides on quotes alone (backtest and live ask for the same orders).
 """
 
 from __future__ import annotations
@@ -36,10 +43,14 @@ class MarketMakerConfig:
     # The firm's duplicate window (15c3-5 erroneous-order control): a new quote with the
     # price and size of one sent less than this ago would be refused, so it waits.
     duplicate_window_ns: int = 1_000_000_000
+    # How often a side whose quote was refused is looked at again without a new quote.
+    retry_timer_ns: int = 250_000_000
 
     def __post_init__(self) -> None:
         if self.spread_ticks < 1 or self.size < 1 or self.max_inventory < 1:
             raise ValueError("spread_ticks, size and max_inventory must be at least 1")
+        if self.retry_timer_ns < 1:
+            raise ValueError("retry_timer_ns must be at least 1")
         if self.tick_size <= 0 or self.skew_ticks_per_unit < 0:
             raise ValueError("tick_size must be positive, skew_ticks_per_unit not negative")
 
@@ -49,12 +60,14 @@ class MarketMaker(BaseStrategy):
         self.strategy_id = strategy_id
         self.config = config
         self.symbols = (config.symbol,)
-        self.timer_interval_ns = 0
+        self.timer_interval_ns = config.retry_timer_ns
         self.requotes = 0
-        # The quote a control refused, per side: not sent again until the wanted quote
-        # changes (the same order again would meet the same control, e.g. ``duplicate``).
-        self.refused: dict[str, tuple[Decimal, int]] = {}
+        # Sides whose last new quote a control refused: quoted again at the next quote or
+        # timer, no sooner than the duplicate window after the refused one was sent
+        # (``sent_at``), so a control that keeps refusing sees one order a window.
+        self.refused: set[str] = set()
         self.sent_at: dict[tuple[str, Decimal, int], int] = {}
+        self.mid: Decimal | None = None  # the last uncrossed mid quoted around
 
     def quotes(self, mid: Decimal, inventory: int) -> tuple[tuple[Decimal, int] | None,
                                                              tuple[Decimal, int] | None]:
@@ -75,6 +88,14 @@ class MarketMaker(BaseStrategy):
         mid = nbbo.midpoint
         if mid is None:
             return
+        self.mid = mid
+        self._quote(ctx, mid)
+
+    def on_timer(self, ctx: StrategyContext, now_ns: int) -> None:
+        if self.refused and self.mid is not None:
+            self._quote(ctx, self.mid)
+
+    def _quote(self, ctx: StrategyContext, mid: Decimal) -> None:
         bid, ask = self.quotes(mid, ctx.position(self.config.symbol))
         working = ctx.open_orders(self.config.symbol)
         self._side(ctx, "buy", bid, [o for o in working if o.side == "buy"])
@@ -83,7 +104,7 @@ class MarketMaker(BaseStrategy):
     def on_order(self, ctx: StrategyContext, update: OrderUpdate) -> None:
         if (update.status == "rejected" and update.limit_price is not None
                 and update.symbol == self.config.symbol):
-            self.refused[update.side] = (update.limit_price, update.quantity)
+            self.refused.add(update.side)
 
     def _side(self, ctx: StrategyContext, side: str, wanted: tuple[Decimal, int] | None,
               working: list[OrderUpdate]) -> None:
@@ -98,13 +119,11 @@ class MarketMaker(BaseStrategy):
             return
         price, size = wanted
         if current is None:
-            if self.refused.get(side) == wanted:
-                return
-            self.refused.pop(side, None)
             key = (side, price, size)
             if ctx.now_ns - self.sent_at.get(key, -self.config.duplicate_window_ns) \
                     < self.config.duplicate_window_ns:
-                return
+                return  # sent (or refused) within the window: it would be a duplicate
+            self.refused.discard(side)
             self.sent_at[key] = ctx.now_ns
             if len(self.sent_at) > 1000:  # only the window matters: forget older quotes
                 horizon = ctx.now_ns - self.config.duplicate_window_ns

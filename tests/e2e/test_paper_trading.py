@@ -193,10 +193,10 @@ def test_a_restart_starts_a_new_recorded_run_whose_orders_are_new(
             wait_for(lambda: (s := strategy(client))["orders_sent"] >= 2 and s)
             wait_for(lambda run=run: [o for o in my_orders(client, "accepted")
                                       if o["client_order_id"].startswith(f"mm-paper.r{run}-")])
-        # Leaving the client shuts the server down: the run is recorded as ended then.
-        # Run 1's quotes rest on (a stop leaves them): run 2's first quotes, at the same
-        # prices, would be refused by the duplicate-order control within its 1 s window.
-        time.sleep(1.1)
+        # Leaving the client shuts the server down: the run is recorded as ended then, and
+        # its quotes are canceled. Run 2 starts at once: its first quotes, at run 1's
+        # prices within the duplicate window, may be refused (``duplicate``); the maker
+        # sends them again once the window has passed, without waiting for the mid to move.
 
     store = EventStore.open(settings)
     try:

@@ -109,6 +109,47 @@ def test_market_maker_leaves_a_pending_side_alone_and_ignores_other_symbols():
     assert ctx.sent == [("replace", "test-2", 100, D("101.03"))]
 
 
+def test_market_maker_quotes_again_after_a_refusal_without_waiting_for_the_mid_to_move():
+    """A restart's first quotes repeat the previous run's (refused: ``duplicate``): the
+    maker sends them again at the next timer or quote once the window since it sent them
+    has passed, at the same mid; a control that keeps refusing sees one order a window."""
+    maker, ctx = mm(), FakeContext()
+    second = 1_000_000_000
+    assert maker.timer_interval_ns == 250_000_000
+    maker.on_timer(ctx, 0)  # nothing quoted, nothing refused: the timer does nothing
+    assert ctx.sent == []
+    maker.on_quote(ctx, *quote("AAPL", "100.00", "100.01"))
+    bid, offer = ctx.sent
+    for cid in ("test-1", "test-2"):  # both refused by a control
+        maker.on_order(ctx, ctx.orders.pop(cid)._replace(status="rejected",
+                                                         reject_control="duplicate"))
+    assert maker.refused == {"buy", "sell"}
+    ctx.sent.clear()
+    for now in (250_000_000, second - 1):  # within the window: it would be a duplicate
+        ctx.now_ns = now
+        maker.on_timer(ctx, now)
+        maker.on_quote(ctx, *quote("AAPL", "100.00", "100.01"))
+    assert ctx.sent == []
+    ctx.now_ns = second
+    maker.on_timer(ctx, second)  # the mid has not moved
+    assert ctx.sent == [bid, offer] and maker.refused == set()
+    # Refused again: the next try waits another window; a quote does not hurry it.
+    maker.on_order(ctx, ctx.orders.pop("test-3")._replace(status="rejected",
+                                                          reject_control="credit"))
+    ctx.sent.clear()
+    ctx.now_ns = second + 500_000_000
+    maker.on_quote(ctx, *quote("AAPL", "100.00", "100.01"))
+    assert ctx.sent == []
+    ctx.now_ns = 2 * second
+    maker.on_quote(ctx, *quote("AAPL", "100.00", "100.01"))
+    assert ctx.sent == [bid]
+    # With nothing refused the timer leaves the quotes to the quotes.
+    ctx.sent.clear()
+    ctx.now_ns = 3 * second
+    maker.on_timer(ctx, 3 * second)
+    assert ctx.sent == []
+
+
 def test_market_maker_config_refuses_nonsense():
     with pytest.raises(ValueError):
         mm(spread_ticks=0)

@@ -36,7 +36,8 @@ from projections.tables import (
 )
 
 REPORT = "15c3-5"
-SCHEMA = 1
+# 2: item 8 lists the recorded clock exceptions (it was a statement that none were recorded).
+SCHEMA = 2
 CHART_ACCOUNTS = 5  # intraday series in the report: the firm and the accounts used most
 CALIBRATION_SLACK = 10  # a limit this many times the peak use is "far above use"
 _PCT = Decimal("0.01")

@@ -47,8 +47,8 @@ def accounts_text(by_account: dict[str, int]) -> str:
     return text
 
 
-CLOCK_HEADERS = ["state", "where", "at", "system clock", "engine clock", "step (ns)",
-                 "tolerance (ns)"]
+CLOCK_HEADERS = ["state", "where", "at", "system clock", "engine or reference clock",
+                 "step (ns)", "tolerance (ns)"]
 
 
 def clock_rows(item: dict[str, Any]) -> list[list[Any]]:

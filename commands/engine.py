@@ -38,6 +38,7 @@ from commands.models import (
     CloseTradingDay,
     Command,
     OpenTradingDay,
+    RecordTimeReferenceCheck,
     Sweep,
     TakeSnapshot,
 )
@@ -46,7 +47,7 @@ from commands.ports import Journal, StoreHalted, Venue
 from commands.venue_step import VenueStep
 from domain import book_snapshot
 from domain.book_of_record import SYSTEM_ACTOR, BookOfRecord
-from domain.clock_watch import CAT_TOLERANCE_NS, ClockWatch, Where
+from domain.clock_watch import CAT_TOLERANCE_NS, ClockWatch, ReferenceWatch, Where
 from domain.events import BookSnapshotTaken, ClockExceptionRecorded, EngineRecovered
 from domain.nbbo_reference import MarketDataBoard, NbboReferencePrices
 from domain.values import Source
@@ -142,11 +143,14 @@ class Engine:
         self._last_ns = 0
         self._log_last_ns = 0  # the last event's stamp in the log, as the rebuild found it
         self.clock_watch = ClockWatch(clock_tolerance_ns)
+        self.reference_watch = ReferenceWatch(clock_tolerance_ns)
         self._engine_version = 0
         self._snapshot_events = 0  # book.events_applied at the last snapshot
         self._closed_since_snapshot = False
         self.context = Context(new_id, self.stamp, self._trading_date, self._close_of)
-        self._handlers: dict[type, Any] = {**HANDLERS, TakeSnapshot: self._take_snapshot}
+        self._handlers: dict[type, Any] = {
+            **HANDLERS, TakeSnapshot: self._take_snapshot,
+            RecordTimeReferenceCheck: self._record_reference_check}
         self._last_sweep_ns = 0
         self.book = new_book()
         self.venue = new_venue(self.book)
@@ -189,11 +193,34 @@ class Engine:
         event = ClockExceptionRecorded(self.engine_id, self._engine_version, self.stamp(),
                                        SYSTEM_ACTOR, Source.SYSTEM, observed, held,
                                        held - observed, watch.tolerance_ns,
-                                       str(where), str(state))
+                                       str(where), str(state), "")
         self.book.apply(event)
         events.append(event)
         log.warning("clock exception recorded (%s, %s): system clock %d ns behind the "
                     "engine's last stamp", where, state, held - observed)
+
+    def _record_reference_check(self, _ctx: Context, _book: BookOfRecord,
+                                command: RecordTimeReferenceCheck, events: list[Any],
+                                _releases: list[Release]) -> Decision:
+        """A check against the time reference, decided here (single writer): recorded when
+        it is the first of the start or the day, or changes the state (an episode beyond the
+        tolerance begins or ends, or the reference stops or resumes answering)."""
+        offset = command.offset_ns
+        state = self.reference_watch.check(offset, self._trading_date(self.clock()))
+        if state is None:
+            return Decision(OutcomeKind.DONE, None, {"recorded": False})
+        observed = command.observed_ns
+        self._engine_version += 1
+        event = ClockExceptionRecorded(
+            self.engine_id, self._engine_version, self.stamp(), SYSTEM_ACTOR, Source.SYSTEM,
+            observed, observed + (offset or 0), offset or 0, self.reference_watch.tolerance_ns,
+            str(Where.REFERENCE), str(state), command.reference)
+        self.book.apply(event)
+        events.append(event)
+        log.log(logging.INFO if state == "within" else logging.WARNING,
+                "time reference %s: %s (offset %s ns%s)", command.reference, state, offset,
+                f", {command.error}" if command.error else "")
+        return Decision(OutcomeKind.DONE, None, {"recorded": True, "state": str(state)})
 
     def _trading_date(self, now_ns: int) -> str:
         if self.calendar is not None:

@@ -185,6 +185,18 @@ class Sweep(Acting):
     """The engine's own: loss-limit trips and expiries (temporary limits, locates) now due."""
 
 
+class RecordTimeReferenceCheck(Acting):
+    """The system's own (infrastructure.time_reference): what a check of the system clock
+    against the time reference found, for the engine to record if it begins or ends an
+    episode beyond the tolerance, or an outage (domain.clock_watch.ReferenceWatch)."""
+
+    reference: Annotated[str, Field(min_length=1, max_length=300)]  # host[:port]
+    observed_ns: int  # the system clock when the answer arrived (or the check gave up)
+    offset_ns: int | None = None  # the reference's time less the system clock's; None: no answer
+    delay_ns: int | None = None  # the round trip
+    error: Annotated[str, Field(max_length=300)] | None = None
+
+
 # ------------------------------------------------------------------ risk governance
 # Operator commands (issue 7): each becomes an event naming its actor and reason, or is
 # refused with nothing recorded. Roles are checked by the domain (domain/governance.py).
@@ -344,6 +356,7 @@ Command = (SubmitOrder | CancelOrder | ReplaceOrder | OpenTradingDay | CloseTrad
            | RequestLocate | GrantLocate | TripKillSwitch | ResetKillSwitch | RequestLimitChange
            | ApproveLimitChange | RejectLimitChange | CreateUser | DisableUser | Entitle
            | RevokeEntitlement | IssueApiKey | RevokeApiKey | SuspendAccount | ReinstateAccount
-           | RecordDenial | CertifyReport | StartStrategy | StopStrategy)
+           | RecordDenial | CertifyReport | StartStrategy | StopStrategy
+           | RecordTimeReferenceCheck)
 # Commands that need the venue and the book in step (no batch in flight) to be decided.
 BARRIERS = (OpenTradingDay, CloseTradingDay, TakeSnapshot, Sweep)

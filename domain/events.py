@@ -284,7 +284,8 @@ class ClockExceptionRecorded(NamedTuple):
     (CAT: a firm logs every clock drift beyond 50 ms), or caught up with it again: one record
     when such an episode begins and one when it ends, never one per order. Meanwhile the
     engine stamps its last stamp, so log order stays time order (ARCHITECTURE rule 10). Only
-    backward steps are detected this way; drift against NIST time is not measured."""
+    backward steps are detected this way; drift against NIST time is measured against a
+    configured time reference (``where`` "reference", domain.clock_watch.ReferenceWatch)."""
 
     engine_id: UUID
     version: int
@@ -295,8 +296,12 @@ class ClockExceptionRecorded(NamedTuple):
     held_ns: int  # the engine's last stamp (at a restart: the log's last event's)
     step_ns: int  # held_ns - observed_ns: how far back the clock was (<= 0 once caught up)
     tolerance_ns: int
-    where: str  # domain.clock_watch: "restart" (recovering from the store) or "live"
-    state: str  # domain.clock_watch: "behind" (an episode begins) or "caught_up" (it ends)
+    where: str  # domain.clock_watch: "restart" (recovering from the store), "live", "reference"
+    state: str  # domain.clock_watch: "behind" (an episode begins) or "caught_up" (it ends);
+    # against a reference "behind", "ahead", "within" or "unreachable", where observed_ns is
+    # the system clock at the check, held_ns the reference's time then (observed_ns when
+    # unreachable) and step_ns the offset held_ns - observed_ns (0 when unreachable).
+    reference: str  # host[:port] of the time reference (schema 2); "" for the engine's own
 
 
 OrderEvent = (
@@ -336,6 +341,9 @@ SCHEMA_VERSION: dict[str, int] = {
     "OrderAccepted": 2, "OrderRejected": 2, "ReplaceRequested": 2,
     # 2: the orders a strategy's stop canceled; upcast in infrastructure.codec.
     "StrategyStopped": 2,
+    # 2: the time reference a clock exception was measured against; upcast in
+    # infrastructure.codec.
+    "ClockExceptionRecorded": 2,
 }
 
 

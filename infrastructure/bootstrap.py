@@ -61,6 +61,7 @@ class System:
     relay: Relay | None = None  # with Kafka configured and kafka_relay on
     strategies: Any = None  # the paper-trading desk (infrastructure/strategy_desk.py)
     feed: Any = None  # a recorded feed played live (infrastructure/feed_player.py)
+    time_checker: Any = None  # with a time reference (infrastructure/time_reference.py)
     _threads: bool = field(default=False, repr=False)
 
     def start(self) -> None:
@@ -69,6 +70,8 @@ class System:
             self.relay.start()
         self.projections.start()
         self._threads = True
+        if self.time_checker is not None:
+            self.time_checker.start()
         if self.feed is not None:
             self.feed.start()
         if self.strategies is not None:
@@ -79,6 +82,8 @@ class System:
             self.strategies.stop_all()  # before the engine: their last orders get answers
         if self.feed is not None:
             self.feed.stop()
+        if self.time_checker is not None:
+            self.time_checker.stop()  # before the engine: its last check gets an answer
         if self._threads:
             self.engine.stop()
             if self.relay is not None:
@@ -272,6 +277,11 @@ def bootstrap(settings: Settings | None = None, *, start: bool = True,
     system = System(settings, config, read.store, engine, read.read_models, runner, lock,
                     relay)
     system.feed = feed
+    if settings.time_reference:
+        from infrastructure.time_reference import TimeReferenceChecker
+
+        system.time_checker = TimeReferenceChecker(settings.time_reference, engine.submit,
+                                                   settings.time_check_seconds, clock)
     from infrastructure.strategy_desk import StrategyDesk
 
     system.strategies = StrategyDesk(system, settings.strategies, settings.strategy_poll_seconds)

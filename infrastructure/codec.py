@@ -65,6 +65,9 @@ UPCASTERS[("ReplaceRequested", 1)] = _with(inputs={})
 # Schema 2 of StrategyStopped: the stop cancels the strategy's live orders and names them.
 # A version-1 stop canceled nothing.
 UPCASTERS[("StrategyStopped", 1)] = _with(canceled_orders=[])
+# Schema 2 of ClockExceptionRecorded: the time reference it was measured against. A
+# version-1 exception was the engine's own (a backward step), against no reference.
+UPCASTERS[("ClockExceptionRecorded", 1)] = _with(reference="")
 
 
 class UndecodableEvent(ValueError):

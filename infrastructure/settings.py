@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         description="How far the system clock may be found behind the engine's last stamp "
         "before the engine records a clock exception (ClockExceptionRecorded); at most CAT's "
         "50 ms.")
+    time_reference: str = Field(
+        "", pattern=r"^([A-Za-z0-9.\-]+(:[0-9]{1,5})?)?$",
+        description="host[:port] of an SNTP time reference (e.g. time.nist.gov; port 123 when "
+        "omitted). Set: `marketlog serve` checks the system clock's offset from it every "
+        "time_check_seconds and the engine records (ClockExceptionRecorded, where "
+        "\"reference\") the first check of each start and trading day, each drift beyond "
+        "clock_tolerance_ms and its end, and each time the reference stops answering; unset "
+        "(default) = drift against NIST time is not measured.")
+    time_check_seconds: float = Field(
+        60.0, gt=0, le=3600, description="How often the time reference is checked.")
     max_body_bytes: int = Field(
         64 * 1024, gt=0,
         description="Largest HTTP request body the API reads (413 beyond it). An order is "

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from domain.clock_watch import CAT_TOLERANCE_NS
+from domain.clock_watch import CAT_TOLERANCE_NS, Where
 from domain.controls import NEW_ORDER_CONTROLS
 from domain.values import ExposureMode, price_text
 from projections.controls_stats import BUCKET_NS, FIRM
@@ -77,11 +77,13 @@ OVERRIDES = {"recorded": False,
              "statement": "no such event type exists: marketlog has no soft blocks (every "
                           "control is a hard block), so there is nothing to override"}
 CLOCK_EXCEPTION = "ClockExceptionRecorded"
-CLOCK_STATEMENT = ("backward steps of the system clock beyond the engine's tolerance (at most "
-                   "CAT's 50 ms) are detected and recorded, at a restart against the log's "
-                   "last event and during trading once per cycle, each episode with its end "
-                   "(caught_up); drift against NIST time is not measured (no time reference "
-                   "configured)")
+REFERENCE_WHERE = str(Where.REFERENCE)
+CLOCK_STEPS = ("backward steps of the system clock beyond the engine's tolerance (at most "
+               "CAT's 50 ms) are detected and recorded, at a restart against the log's "
+               "last event and during trading once per cycle, each episode with its end "
+               "(caught_up)")
+CLOCK_STATEMENT = (CLOCK_STEPS + "; drift against NIST time is not measured (no time "
+                   "reference configured)")
 
 
 class NoTradingDay(LookupError):
@@ -423,6 +425,20 @@ def _entitlements(governance: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for g in governance if g["type"] in ENTITLEMENT_EVENTS]
 
 
+def _clock_statement(records: list[dict[str, Any]]) -> str:
+    """Today's statement, unless the day's records show a time reference was checked."""
+    references = sorted({b.get("reference") or "?" for b in records
+                         if b["where"] == REFERENCE_WHERE})
+    if not references:
+        return CLOCK_STATEMENT
+    return CLOCK_STEPS + (
+        "; drift against NIST time is measured against the time reference "
+        f"{', '.join(references)} (SNTP), recorded with where \"reference\": the first "
+        "check of each start and trading day, each drift beyond the tolerance (behind or "
+        "ahead of the reference) and its end (within), and each time the reference did not "
+        "answer (unreachable: drift not measured until the next record)")
+
+
 def _clock_exceptions(governance: list[dict[str, Any]]) -> dict[str, Any]:
     exceptions = [{"state": b["state"], "where": b["where"], "at": iso_ns(g["ts_ns"]),
                    "system_clock": iso_ns(b["observed_ns"]),
@@ -430,8 +446,9 @@ def _clock_exceptions(governance: list[dict[str, Any]]) -> dict[str, Any]:
                    "tolerance_ns": b["tolerance_ns"], "position": g["position"]}
                   for g in governance if g["type"] == CLOCK_EXCEPTION
                   for b in (g["body"],)]
+    records = [g["body"] for g in governance if g["type"] == CLOCK_EXCEPTION]
     return {"recorded": True, "tolerance_ms": CAT_TOLERANCE_NS // 1_000_000,
-            "exceptions": exceptions, "statement": CLOCK_STATEMENT}
+            "exceptions": exceptions, "statement": _clock_statement(records)}
 
 
 def _post_trade(day: Any) -> dict[str, Any]:

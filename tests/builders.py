@@ -311,7 +311,10 @@ def sample_events() -> list[Any]:
                              "ab" * 32, 1234),
         ev.ClockExceptionRecorded(uuid.UUID(int=0xE1), 2, T0 + 4, "system", "system",
                                   T0 + 4 - 200_000_000, T0 + 4, 200_000_000, 50_000_000,
-                                  "live", "behind"),
+                                  "live", "behind", ""),
+        ev.ClockExceptionRecorded(uuid.UUID(int=0xE1), 3, T0 + 5, "system", "system",
+                                  T0 + 5, T0 + 5 + 200_000_000, 200_000_000, 50_000_000,
+                                  "reference", "behind", "time.nist.gov:123"),
         *governance_samples(),
     ]
 

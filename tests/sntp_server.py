@@ -16,11 +16,9 @@ PACKET = struct.Struct("!BBbb11I")
 
 
 class SntpServer:
-    def __init__(self, clock: Callable[[], int] = utc_now_ns, offset_ns: int = 0,
-                 processing_ns: int = 0) -> None:
+    def __init__(self, clock: Callable[[], int] = utc_now_ns, offset_ns: int = 0) -> None:
         self.clock = clock
         self.offset_ns = offset_ns  # the reference's time less the clock's
-        self.processing_ns = processing_ns  # between receive and transmit stamps
         self.answered = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
@@ -47,9 +45,8 @@ class SntpServer:
                 continue
             words = [0] * 11
             words[2] = int.from_bytes(b"TEST")
-            for index, ns in ((3, received), (7, received),
-                              (9, received + self.processing_ns)):
-                stamp = to_ntp(ns)
+            for index in (3, 7, 9):  # reference, receive and transmit: one instant
+                stamp = to_ntp(received)
                 words[index], words[index + 1] = stamp >> 32, stamp & 0xFFFF_FFFF
             answer = bytearray(PACKET.pack((4 << 3) | 4, 1, 6, -20, *words))
             answer[24:32] = data[40:48]  # originate: the client's transmit timestamp

@@ -282,7 +282,8 @@ def tick_size(c: Candidate) -> Failure:
         off_tick = price % tick  # infinite or far too large: InvalidOperation
     except ArithmeticError:
         off_tick = None
-    if off_tick is None or not price.is_finite() or price <= 0 \
+    # ZERO, not 0: a Decimal compared with an int converts the int first, on every order.
+    if off_tick is None or not price.is_finite() or price <= ZERO \
             or price.adjusted() > MAX_PRICE_EXPONENT:
         return ("finite positive price below 1E+13", str(price))
     if off_tick:

@@ -183,7 +183,10 @@ class Rate:
         """(orders, messages) within the second before ``now_ns``."""
         cutoff = now_ns // BUCKET_NS - WINDOW_BUCKETS
         orders, messages = self.orders, self.messages
-        for bucket in self.buckets:  # expired buckets are at the front
+        buckets = self.buckets
+        if not buckets or buckets[0][0] > cutoff:
+            return orders, messages  # the usual case: nothing expired since the last add
+        for bucket in buckets:  # expired buckets are at the front
             if bucket[0] > cutoff:
                 break
             orders -= bucket[1]
